@@ -1,0 +1,1 @@
+"""Blinded human labeling studies of adversarial examples."""

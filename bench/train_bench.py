@@ -1,0 +1,174 @@
+"""Training throughput per network: Blindspot's engine against a bare PyTorch loop.
+
+Writes one JSON file with the machine described. The bare loop (forward, cross-entropy,
+backward, Adam step on pre-made batches) is the baseline measured in the same run, so the
+engine's overhead (shuffling, defense call, bookkeeping) shows as a ratio.
+
+    python bench/train_bench.py --out bench/results/train.json [--device cuda] [--images 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from robustness import data, nets, runtime  # noqa: E402
+from robustness.training import TrainConfig, fit  # noqa: E402
+
+# (network, input shape, images per measurement relative to --images)
+NETWORKS = [
+    ("mlp1000", (1, 28, 28), 1.0),
+    ("mlp1200", (1, 28, 28), 1.0),
+    ("lenet5", (1, 28, 28), 1.0),
+    ("madry_cnn", (1, 28, 28), 0.5),
+    ("critic", (1, 28, 28), 1.0),
+    ("nin", (3, 32, 32), 0.1),
+]
+
+
+def machine(device: torch.device) -> dict:
+    """What ran the benchmark: CPU model, cores, threads, GPU, library versions."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": runtime.describe_device(device),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info["gpu"] = {
+            "name": props.name,
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "cuda": torch.version.cuda,
+        }
+    return info
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bare_loop(arch: str, x: torch.Tensor, y: torch.Tensor, batch: int, repeats: int) -> float:
+    """Images/s of the plainest training loop over pre-split batches (the baseline)."""
+    torch.manual_seed(0)
+    model = nets.build(arch, in_shape=tuple(x.shape[1:])).to(x.device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batches = list(zip(x.split(batch), y.split(batch), strict=True))
+    for xb, yb in batches[:2]:  # warm-up
+        opt.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    best = 0.0
+    for _ in range(repeats):
+        synchronize(x.device)
+        start = time.perf_counter()
+        for xb, yb in batches:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(xb), yb).backward()
+            opt.step()
+        synchronize(x.device)
+        best = max(best, len(x) / (time.perf_counter() - start))
+    return best
+
+
+def engine(
+    arch: str, dataset: data.Dataset, batch: int, device: torch.device, repeats: int
+) -> float:
+    """Images/s of ``training.fit`` (validation excluded, as fit reports it)."""
+    best = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            config = TrainConfig(arch=arch, dataset="synthetic", epochs=1, batch_size=batch)
+            result = fit(config, dataset, device=device, checkpoint_path=Path(tmp) / "c.pt")
+            best = max(best, result.images_per_second)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/train.json"))
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--images", type=int, default=3000, help="images per measurement")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=2, help="best of N")
+    parser.add_argument("--networks", default=",".join(n for n, _, _ in NETWORKS))
+    args = parser.parse_args()
+
+    try:
+        device = runtime.resolve_device(args.device)
+    except runtime.DeviceError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    wanted = args.networks.split(",")
+    unknown = sorted(set(wanted) - {n for n, _, _ in NETWORKS})
+    if unknown:
+        parser.exit(2, f"error: unknown network(s) {', '.join(unknown)}\n")
+    runtime.deterministic(True)
+
+    results = []
+    for arch, shape, share in NETWORKS:
+        if arch not in wanted:
+            continue
+        n = max(args.batch_size * 2, int(args.images * share) // args.batch_size * args.batch_size)
+        dataset = data.synthetic(
+            n_train=n, n_valid=args.batch_size, n_test=args.batch_size, shape=shape, seed=0
+        )
+        x, y = dataset.train.x.to(device), dataset.train.y.to(device)
+        base = bare_loop(arch, x, y, args.batch_size, args.repeats)
+        ours = engine(arch, dataset, args.batch_size, device, args.repeats)
+        row = {
+            "network": arch,
+            "parameters": nets.count_parameters(nets.build(arch, in_shape=shape)),
+            "input_shape": list(shape),
+            "batch_size": args.batch_size,
+            "images": n,
+            "engine_images_per_second": round(ours, 1),
+            "baseline_images_per_second": round(base, 1),
+            "engine_over_baseline": round(ours / base, 3),
+        }
+        results.append(row)
+        print(
+            f"{arch:10s} engine {ours:9.0f} img/s   bare loop {base:9.0f} img/s   "
+            f"ratio {ours / base:.2f}",
+            flush=True,
+        )
+
+    report = {
+        "benchmark": "training throughput (images/s, forward+backward+Adam, best of repeats)",
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "deterministic_algorithms": True,
+        "machine": machine(device),
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Blindspot's robustness library: MNIST data, the thesis networks, training, attacks.
+
+Plain PyTorch: importing it never imports Django, so notebooks and scripts can use it alone.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["load_model"]
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> nn.Module:
+    """The trained network in a checkpoint file, in eval mode, on ``device``.
+
+    ``device`` defaults to $BLINDSPOT_DEVICE (``auto``: CUDA when available, else CPU).
+    """
+    from robustness import checkpoint, nets, runtime
+
+    target = runtime.resolve_device(device)
+    state = checkpoint.load(path, map_location="cpu")
+    config = dict(state["arch"])
+    model = nets.build(config.pop("arch"), **config)
+    model.load_state_dict(state["model"])
+    return model.to(target).eval()

@@ -1,0 +1,38 @@
+"""Shared fixtures: every test writes its files under its own tmp_path."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.storage import FileSystemStorage
+
+
+@pytest.fixture(autouse=True)
+def isolated_files(settings, tmp_path, monkeypatch):
+    """Point run folders, media and checkpoints at tmp_path (the MNIST cache is shared)."""
+    from robustness.models import TrainedModel
+
+    settings.BLINDSPOT_RUNS_DIR = tmp_path / "runs"
+    settings.MEDIA_ROOT = tmp_path / "media"
+    field = TrainedModel._meta.get_field("checkpoint")
+    monkeypatch.setattr(field, "storage", FileSystemStorage(location=tmp_path / "artifacts"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip what this machine cannot run, saying why (shown by -ra in the summary)."""
+    import shutil
+
+    import torch
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    reasons = {
+        "gpu": None if torch.cuda.is_available() else "no CUDA device on this machine",
+        "postgres": None
+        if "postgresql" in engine
+        else "DATABASE_URL is not PostgreSQL (CI sets it)",
+        "browser": None if shutil.which("chromium") else "Debian's chromium is not installed",
+    }
+    for item in items:
+        for marker, reason in reasons.items():
+            if reason and item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=reason))
