@@ -35,8 +35,14 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: install
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) bench/train_bench.py --out bench/results/train.json
+	$(PY) bench/attack_bench.py --out bench/results/attacks.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._machine import machine  # noqa: E402
 from robustness import data, nets, runtime  # noqa: E402
 from robustness.training import TrainConfig, fit  # noqa: E402
 
@@ -36,36 +35,6 @@ NETWORKS = [
     ("critic", (1, 28, 28), 1.0),
     ("nin", (3, 32, 32), 0.1),
 ]
-
-
-def machine(device: torch.device) -> dict:
-    """What ran the benchmark: CPU model, cores, threads, GPU, library versions."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": runtime.describe_device(device),
-    }
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        info["gpu"] = {
-            "name": props.name,
-            "memory_gib": round(props.total_memory / 2**30, 1),
-            "cuda": torch.version.cuda,
-        }
-    return info
 
 
 def synchronize(device: torch.device) -> None:

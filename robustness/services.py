@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +15,8 @@ from django.conf import settings
 from django.core.files import File
 from django.db import transaction
 
+from robustness import attacks, evaluation, load_model, runtime
 from robustness import data as datasets
-from robustness import runtime
 from robustness.evaluation import error_rate
 from robustness.models import NAME_PATTERN, TrainedModel
 from robustness.training import Callbacks, EpochStats, TrainConfig, fit
@@ -186,3 +189,136 @@ def _mark(row: TrainedModel, status: str, error: str) -> None:
     row.status = status
     row.error = error
     row.save(update_fields=["status", "error", "updated"])
+
+
+# --------------------------------------------------------------------------------------------
+# Robustness evaluation of registered models
+
+# The thesis's evaluation settings per attack (Table 4.1 protocol, methods.md §4); each can
+# be overridden with ``overrides[attack][param]``.
+EVALUATION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fgsm": {"eps": 0.2},  # chapter 3: FGSM error at eps = 0.2 on MNIST
+    "deepfool": {"norm": "l2", "steps": 500, "clip": 0.1, "overshoot": 0.02},  # chapter 4
+    "cw": {"binary_steps": 9, "steps": 1000, "initial_const": 1e-3},  # chapter 4
+    "hc": {"target": "closest", "confidence": "original", "steps": 500, "clip": 0.1},
+}
+
+
+@contextmanager
+def checkpoint_file(row: TrainedModel) -> Iterator[Path]:
+    """A local path to ``row``'s stored checkpoint (copied to a temp file for remote storage)."""
+    if not row.checkpoint:
+        raise RegistryError(f"model {row.name!r} has no stored checkpoint (status {row.status})")
+    try:
+        yield Path(row.checkpoint.path)
+        return
+    except NotImplementedError:
+        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "model.pt"
+        with row.checkpoint.open("rb") as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        yield local
+
+
+def _load_for_attack(row: TrainedModel, device: str | None, split: str, limit: int | None):
+    torch_device = runtime.resolve_device(device or settings.BLINDSPOT_DEVICE)
+    with checkpoint_file(row) as path:
+        model = load_model(path, device=torch_device)
+    dataset = load_dataset(row.dataset)
+    part = getattr(dataset, split).limit(limit).to(torch_device)
+    return model, part, torch_device
+
+
+def model_evaluate(
+    *,
+    row: TrainedModel,
+    attack_names: list[str],
+    limit: int | None = 1000,
+    split: str = "test",
+    device: str | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    progress_for: Callable[[str], evaluation.Progress | None] | None = None,
+) -> dict[str, Any]:
+    """Clean error and the thesis's robustness metrics of ``row``; stored in its metrics.
+
+    ``progress_for(name)`` may return a ``(done, total)`` callback for each attack's run.
+    """
+    overrides = overrides or {}
+    unknown = sorted(set(attack_names) - set(EVALUATION_DEFAULTS))
+    if unknown:
+        raise RegistryError(
+            f"evaluate supports {', '.join(EVALUATION_DEFAULTS)}; not {', '.join(unknown)}"
+        )
+    stray = sorted(set(overrides) - set(attack_names))
+    if stray:
+        raise RegistryError(f"parameters given for {stray[0]!r}, which is not evaluated")
+    configured = {
+        name: attacks.build(name, **{**EVALUATION_DEFAULTS[name], **overrides.get(name, {})})
+        for name in attack_names
+    }
+    model, part, torch_device = _load_for_attack(row, device, split, limit)
+    correct = evaluation.predict(model, part.x) == part.y
+    report: dict[str, Any] = {
+        "model": row.name,
+        "split": split,
+        "examples": len(part),
+        "device": runtime.describe_device(torch_device),
+        "clean_error": 1.0 - correct.float().mean().item(),
+    }
+    for name, attack in configured.items():
+        timed = evaluation.run_attack(
+            attack, model, part.x, part.y, progress=progress_for(name) if progress_for else None
+        )
+        if name == "fgsm":
+            entry = {
+                "eps": attack.eps,
+                "error": 1.0 - (correct & ~timed.result.success).float().mean().item(),
+            }
+        else:
+            entry = evaluation.average_robustness(part.x, timed.result, correct)
+        entry.update(
+            seconds=timed.seconds,
+            images_per_second=len(part) / timed.seconds if timed.seconds else None,
+            params=attack.describe(),
+        )
+        report[name] = entry
+    row.metrics = {**row.metrics, "robustness": report}
+    row.save(update_fields=["metrics", "updated"])
+    return report
+
+
+def model_attack(
+    *,
+    row: TrainedModel,
+    attack_name: str,
+    params: dict[str, Any],
+    limit: int | None = 1000,
+    split: str = "test",
+    device: str | None = None,
+    thresholds: list[float] | None = None,
+    progress: evaluation.Progress | None = None,
+) -> dict[str, Any]:
+    """Run one attack on ``row`` and summarise it the chapter 5 way; stored in its metrics."""
+    attack = attacks.build(attack_name, **params)
+    model, part, torch_device = _load_for_attack(row, device, split, limit)
+    correct = evaluation.predict(model, part.x) == part.y
+    timed = evaluation.run_attack(attack, model, part.x, part.y, progress=progress)
+    summary = evaluation.min_norm_summary(timed.result, correct, thresholds)
+    report = {
+        "model": row.name,
+        "attack": attack_name,
+        "norm": summary.pop("norm"),
+        **summary,
+        "clean_error": 1.0 - correct.float().mean().item(),
+        "examples": len(part),
+        "split": split,
+        "device": runtime.describe_device(torch_device),
+        "seconds": timed.seconds,
+        "images_per_second": len(part) / timed.seconds if timed.seconds else None,
+        "params": attack.describe(),
+    }
+    key = f"{attack_name}-{report['norm']}"
+    row.metrics = {**row.metrics, "attacks": {**row.metrics.get("attacks", {}), key: report}}
+    row.save(update_fields=["metrics", "updated"])
+    return report

@@ -17,6 +17,17 @@ def isolated_files(settings, tmp_path, monkeypatch):
     monkeypatch.setattr(field, "storage", FileSystemStorage(location=tmp_path / "artifacts"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules of tiny tensors: more only add overhead there."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip what this machine cannot run, saying why (shown by -ra in the summary)."""
     import shutil

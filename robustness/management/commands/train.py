@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -11,36 +10,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from robustness import data, defenses, nets, runtime
 from robustness.checkpoint import CheckpointError
+from robustness.management.commands._options import key_value, positive_float, positive_int
 from robustness.management.commands._progress import TqdmCallbacks
 from robustness.services import RegistryError, train_model
 from robustness.training import SCHEDULES, TrainConfig, TrainingError
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} is not key=value")
-    return key.strip(), value.strip()
 
 
 class Command(BaseCommand):

@@ -1,0 +1,155 @@
+"""Shared attack machinery: norms, projections, class gradients, the registry."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+from robustness import attacks, threat
+from robustness.attacks.base import (
+    Attack,
+    AttackResult,
+    box_project,
+    check_inputs,
+    class_gradients,
+    make_result,
+)
+
+
+def test_lp_norms_per_example():
+    r = torch.tensor([[3.0, -4.0, 0.0], [0.0, 0.0, 0.0]]).view(2, 1, 1, 3)
+    assert threat.lp_norm(r, "l2").tolist() == [5.0, 0.0]
+    assert threat.lp_norm(r, "l1").tolist() == [7.0, 0.0]
+    assert threat.lp_norm(r, "linf").tolist() == [4.0, 0.0]
+    assert threat.lp_norm(r, "l0").tolist() == [2.0, 0.0]
+    with pytest.raises(ValueError, match="unknown norm"):
+        threat.lp_norm(r, "l3")
+
+
+def test_pixel_l0_counts_pixels_not_channels():
+    r = torch.zeros(1, 3, 2, 2)
+    r[0, :, 0, 0] = 0.1  # one pixel, three channels
+    r[0, 1, 1, 1] = -0.2  # another pixel, one channel
+    assert threat.pixel_l0(r).tolist() == [2.0]
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_projection_random_start_and_steepest_step_respect_the_ball(norm):
+    obj = threat.get(norm)
+    gen = torch.Generator().manual_seed(0)
+    r = torch.randn(6, 1, 4, 4, generator=gen)
+    eps = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 100.0])
+    p = obj.project(r, eps)
+    assert (threat.lp_norm(p, norm) <= eps + 1e-6).all()
+    assert torch.allclose(p[-1], r[-1])  # inside the ball: unchanged
+    start = obj.random(r, 0.3, generator=gen)
+    assert (threat.lp_norm(start, norm) <= 0.3 + 1e-6).all()
+    step = obj.steepest(r)
+    assert torch.allclose(threat.lp_norm(step, norm), torch.ones(6))
+    # steepest ascent: <g, step> is the dual norm of g
+    dual = "l1" if norm == "linf" else "l2"
+    inner = (r * step).flatten(1).sum(1)
+    assert torch.allclose(inner, threat.lp_norm(r, dual), rtol=1e-5)
+
+
+def test_unsupported_projection_norm():
+    with pytest.raises(ValueError, match="projected attacks support"):
+        threat.get("l0")
+
+
+def test_class_gradients_match_one_backward_per_class():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 5)
+    )
+    x = torch.rand(3, 1, 8, 8)
+    logits, grads = class_gradients(model, x)
+    assert grads.shape == (5, 3, 1, 8, 8)
+    for j in range(5):
+        xr = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(model(xr)[:, j].sum(), xr)
+        assert torch.allclose(grads[j], g, atol=1e-6)
+    assert torch.allclose(logits, model(x))
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_box_projection_keeps_the_overshoot_point_inside():
+    x = torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3)
+    r = torch.tensor([-1.0, 0.2, 0.5]).view(1, 1, 1, 3)
+    p = box_project(x, r, 0.02)
+    point = x + 1.02 * p
+    assert point.min() >= 0 and point.max() <= 1 + 1e-7
+    assert torch.allclose(p[0, 0, 0, 1], torch.tensor(0.2))
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        (torch.rand(2, 1, 4, 4) + 1.5, torch.zeros(2, dtype=torch.long), r"\[0, 1\]"),
+        (torch.rand(2, 16), torch.zeros(2, dtype=torch.long), "N×C×H×W"),
+        (torch.rand(2, 1, 4, 4), torch.zeros(3, dtype=torch.long), "labels"),
+        (torch.rand(2, 1, 4, 4), torch.zeros(2), "labels"),
+    ],
+)
+def test_bad_inputs_are_rejected(x, y, message):
+    with pytest.raises(ValueError, match=message):
+        check_inputs(x, y)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Shift(Attack):
+    """A fake attack adding a constant: checks chunking and mode handling of the base."""
+
+    name: ClassVar[str] = "shift"
+    norm: ClassVar[str] = "linf"
+    delta: float = 0.1
+
+    def run(self, model, x, y, target=None):
+        assert not model.training
+        assert len(x) <= self.chunk_size
+        n = len(x)
+        extras = {"target": target} if target is not None else {}
+        return make_result(
+            x, x + self.delta, torch.ones(n), self.norm, torch.ones(n), torch.ones(n), **extras
+        )
+
+
+def test_base_call_chunks_restores_mode_and_clamps():
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(), nn.Linear(4, 2)).train()
+    x = torch.full((5, 1, 2, 2), 0.95)
+    out = Shift(chunk_size=2)(model, x, torch.zeros(5, dtype=torch.long), target=torch.arange(5))
+    assert model.training and all(m.training for m in model.modules())
+    assert isinstance(out, AttackResult) and len(out) == 5
+    assert out.x_adv.max() == 1.0
+    assert torch.allclose(out.norms, torch.full((5,), 0.05))
+    assert out.extras["target"].tolist() == [0, 1, 2, 3, 4]
+    assert Shift(chunk_size=2).describe()["chunk_size"] == 2
+    with pytest.raises(ValueError, match="chunk_size"):
+        Shift(chunk_size=0)
+
+
+def test_registry_builds_with_coerced_parameters_and_explains_mistakes():
+    assert set(attacks.names()) == {"fgsm", "pgd", "deepfool", "cw", "hc", "pdgd", "pdpgd"}
+    with pytest.raises(ValueError, match="unknown attack 'magic'"):
+        attacks.build("magic")
+    deepfool = attacks.build("deepfool", steps="7", overshoot="0.05", clip="none")
+    assert (deepfool.steps, deepfool.overshoot, deepfool.clip) == (7, 0.05, None)
+    with pytest.raises(ValueError, match="has no parameter 'eps'"):
+        attacks.build("deepfool", eps="0.1")
+
+
+def test_class_gradients_for_selected_classes():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 6))
+    x = torch.rand(4, 1, 4, 4)
+    classes = torch.tensor([[0, 5], [1, 2], [3, 3], [4, 0]])
+    logits, grads = class_gradients(model, x, classes)
+    all_logits, all_grads = class_gradients(model, x)
+    assert torch.equal(logits, all_logits.gather(1, classes))
+    rows = torch.arange(4)
+    for m in range(2):
+        assert torch.allclose(grads[m], all_grads[classes[:, m], rows])

@@ -1,0 +1,321 @@
+"""PDGD and PDPGD minimum-norm attacks (thesis chapter 5, Algorithms 2–3)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from robustness import attacks, data, nets
+from robustness.attacks.base import margin
+from robustness.attacks.pdpgd import DEFAULT_LR, PDGD, PDPGD
+from robustness.threat import lp_norm, pixel_l0
+
+STEPS = 100
+ATTACKS = {
+    "pdgd": PDGD(steps=STEPS),
+    "linf": PDPGD(norm="linf", steps=STEPS),
+    "l2": PDPGD(norm="l2", steps=STEPS),
+    "l1": PDPGD(norm="l1", steps=STEPS),
+    "l0": PDPGD(norm="l0", steps=STEPS),
+    "l0_pixel": PDPGD(norm="l0_pixel", steps=STEPS),
+}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def lenet() -> nn.Module:
+    torch.manual_seed(0)
+    ds = data.synthetic(n_train=512, n_test=64, seed=0)
+    model = nets.build("lenet5")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(2):
+        for i in range(0, 512, 64):
+            loss = nn.functional.cross_entropy(
+                model(ds.train.x[i : i + 64]), ds.train.y[i : i + 64]
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.grad = None
+    return model
+
+
+@pytest.fixture(scope="module")
+def batch(lenet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ten test images; the last two get a wrong label so they start misclassified."""
+    ds = data.synthetic(n_train=512, n_test=64, seed=0)
+    x, y = ds.test.x[:10], ds.test.y[:10].clone()
+    with torch.no_grad():
+        pred = lenet(x).argmax(1)
+    assert (pred[:8] == y[:8]).all()
+    y[8:] = (pred[8:] + 1) % 10
+    correct = torch.arange(10) < 8
+    return x, y, correct
+
+
+@pytest.fixture(scope="module")
+def results(lenet, batch) -> dict:
+    x, y, _ = batch
+    return {key: attack(lenet, x, y) for key, attack in ATTACKS.items()}
+
+
+def _affine(w: torch.Tensor, b: float) -> nn.Module:
+    """Binary affine classifier on flattened images: z_0 = w·x + b, z_1 = 0."""
+    lin = nn.Linear(w.numel(), 2)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.weight[0] = w.flatten()
+        lin.bias.copy_(torch.tensor([b, 0.0]))
+    return nn.Sequential(nn.Flatten(), lin).double()
+
+
+@pytest.fixture(scope="module")
+def affine_case():
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(1, 1, 12, 12, generator=gen, dtype=torch.float64)
+    x = 0.35 + 0.3 * torch.rand(3, 1, 12, 12, generator=gen, dtype=torch.float64)
+    return w, x
+
+
+# ---------------------------------------------------------------------------- invariants
+
+
+@pytest.mark.parametrize("key", list(ATTACKS))
+def test_result_invariants(key, results, batch, lenet):
+    x, y, correct = batch
+    res = results[key]
+    attack = ATTACKS[key]
+    assert res.x_adv.shape == x.shape and res.x_adv.dtype == x.dtype
+    assert res.x_adv.device == x.device
+    assert res.norm == attack.norm
+    assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
+    # every correctly classified example is attacked successfully
+    assert res.success.all()
+    with torch.no_grad():
+        assert torch.equal(res.success, lenet(res.x_adv).argmax(1) != y)
+    # norms are the attack's norm of the returned perturbation (pixels for l0_pixel)
+    expected = pixel_l0(res.x_adv - x) if key == "l0_pixel" else lp_norm(res.x_adv - x, res.norm)
+    assert torch.allclose(res.norms, expected)
+    assert (res.norms[correct] > 0).all()
+    # already misclassified: unchanged, norm 0, no gradient spent
+    assert torch.equal(res.x_adv[~correct], x[~correct])
+    assert (res.norms[~correct] == 0).all()
+    assert (res.grad_evals[~correct] == 0).all() and (res.iterations[~correct] == 0).all()
+    assert (res.grad_evals[correct] == STEPS).all()
+    assert res.grad_evals.dtype == torch.int64 and res.iterations.dtype == torch.int64
+    lam = res.extras["lambda"]
+    assert lam.shape == (len(x),) and (lam > 0).all() and torch.isfinite(lam).all()
+
+
+def test_pdgd_beats_a_line_search_along_the_margin_gradient(results, batch, lenet):
+    """PDGD's l2 norms are no larger than the first flip along −∇m (a DeepFool-like bound)."""
+    x, y, correct = batch
+    x, y = x[correct], y[correct]
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(margin(lenet(xg), y).sum(), xg)
+    d = -g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    ts = torch.arange(1, 251) * 0.02  # t ∈ (0, 5]
+    flip = torch.full((len(x),), float("inf"))
+    with torch.no_grad():
+        for t in ts.flip(0):  # reference only: smallest t in the grid that flips the label
+            point = (x + t * d).clamp(0, 1)
+            adv = lenet(point).argmax(1) != y
+            flip = torch.where(adv, lp_norm(point - x, "l2"), flip)
+    assert torch.isfinite(flip).all()
+    pdgd = results["pdgd"].norms[correct]
+    assert (pdgd <= flip * 1.001).all()
+    assert pdgd.mean() < 0.97 * flip.mean()
+
+
+def test_l0_attack_modifies_far_fewer_pixels_than_the_l2_attack(results, batch):
+    x, _, correct = batch
+    dense = lp_norm(results["pdgd"].x_adv - x, "l0")[correct]
+    sparse = results["l0"].norms[correct]
+    assert sparse.mean() < 0.2 * dense.mean()
+    # on one channel, a pixel is a coordinate: the group operator does the same thing
+    assert torch.equal(results["l0_pixel"].x_adv, results["l0"].x_adv)
+
+
+def test_each_attack_wins_in_its_own_norm(results, batch):
+    x, _, correct = batch
+
+    def mean(key: str, norm: str) -> float:
+        return lp_norm(results[key].x_adv - x, norm)[correct].mean().item()
+
+    assert mean("linf", "linf") < mean("pdgd", "linf")
+    assert mean("l1", "l1") < mean("pdgd", "l1")
+    assert mean("pdgd", "l2") < mean("linf", "l2")
+    assert mean("pdgd", "l2") < mean("l1", "l2")
+
+
+# ---------------------------------------------------------------------------- analytic cases
+
+
+@pytest.mark.parametrize(
+    ("attack", "dual"),
+    [
+        (PDGD(), 2),
+        (PDPGD(norm="l2"), 2),
+        (PDPGD(norm="linf"), 1),
+        (PDPGD(norm="l1"), float("inf")),
+    ],
+    ids=["pdgd", "pdpgd-l2", "pdpgd-linf", "pdpgd-l1"],
+)
+def test_affine_classifier_reaches_the_analytic_lp_norm(attack, dual, affine_case):
+    """For z_0 − z_1 = w·x + b the minimal ‖r‖_p is m/‖w‖_q (q dual), inside the box here."""
+    w, x = affine_case
+    dual_norm = w.flatten().norm(p=dual).item()
+    target = {"l2": 0.8, "linf": 0.05, "l1": 0.2}[attack.norm]  # box never binds
+    b = -(x.flatten(1) @ w.flatten()).mean().item()
+    model = _affine(w, b)
+    # shift every image along w so its margin is exactly target·‖w‖_q
+    m0 = x.flatten(1) @ w.flatten() + b
+    shift = (target * dual_norm - m0) / w.flatten().pow(2).sum()
+    x = x + shift.view(-1, 1, 1, 1) * w
+    assert 0 < x.min() and x.max() < 1
+    y = torch.zeros(len(x), dtype=torch.long)
+    res = attack(model, x, y)
+    assert res.success.all()
+    assert (res.norms >= target * (1 - 1e-6)).all()
+    assert (res.norms <= target * 1.05).all(), res.norms
+
+
+def test_l0_pixel_counts_whole_pixels_on_colour_images():
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(1, 3, 6, 6, generator=gen, dtype=torch.float64)
+    x = 0.3 + 0.4 * torch.rand(4, 3, 6, 6, generator=gen, dtype=torch.float64)
+    model = _affine(w, -(x.flatten(1) @ w.flatten()).min().item() + 0.5)
+    y = torch.zeros(len(x), dtype=torch.long)
+    res = PDPGD(norm="l0_pixel", steps=200)(model, x, y)
+    assert res.norm == "l0_pixel" and res.success.all()
+    assert torch.equal(res.norms, pixel_l0(res.x_adv - x))
+    assert (res.norms < lp_norm(res.x_adv - x, "l0")).all()  # several channels per pixel
+
+
+def test_softplus_loss_option(affine_case):
+    w, x = affine_case
+    model = _affine(w, -(x.flatten(1) @ w.flatten()).min().item() + 1.0)
+    y = torch.zeros(len(x), dtype=torch.long)
+    hinge = PDGD(steps=100)(model, x, y)
+    soft = PDGD(steps=100, loss="softplus")(model, x, y)
+    assert soft.success.all() and hinge.success.all()
+    assert not torch.equal(soft.x_adv, hinge.x_adv)
+
+
+# ---------------------------------------------------------------------------- restarts, seeds
+
+
+@pytest.mark.parametrize("cls_kw", [(PDGD, {}), (PDPGD, {"norm": "linf"})], ids=["pdgd", "linf"])
+def test_restarts_never_worsen_the_best_norm(cls_kw, lenet, batch):
+    cls, kw = cls_kw
+    x, y, correct = batch
+    x, y = x[correct][:4], y[correct][:4]
+    one = cls(steps=20, restarts=1, **kw)(lenet, x, y)
+    three = cls(steps=20, restarts=3, **kw)(lenet, x, y)
+    assert one.success.all() and three.success.all()
+    assert (three.norms <= one.norms).all()
+    assert (three.grad_evals == 60).all()
+
+
+def test_deterministic_under_a_seed(lenet, batch):
+    x, y, correct = batch
+    x, y = x[correct][:4], y[correct][:4]
+    attack = PDPGD(norm="l1", steps=15, init="random", seed=3)
+    a, b = attack(lenet, x, y), attack(lenet, x, y)
+    assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.norms, b.norms)
+    other = PDPGD(norm="l1", steps=15, init="random", seed=4)(lenet, x, y)
+    assert not torch.equal(a.x_adv, other.x_adv)
+
+
+def test_parameters_and_mode_are_untouched(lenet, batch):
+    x, y, _ = batch
+    lenet.train()
+    saved = [p.detach().clone() for p in lenet.parameters()]
+    flags = [p.requires_grad for p in lenet.parameters()]
+    try:
+        PDPGD(norm="l2", steps=3)(lenet, x, y)
+        PDGD(steps=3)(lenet, x, y)
+        assert lenet.training and all(m.training for m in lenet.modules())
+        assert [p.requires_grad for p in lenet.parameters()] == flags
+        assert all(p.grad is None for p in lenet.parameters())
+        assert all(torch.equal(p, s) for p, s in zip(lenet.parameters(), saved, strict=True))
+    finally:
+        lenet.eval()
+
+
+def test_a_chunk_of_misclassified_examples_costs_nothing(lenet, batch):
+    x, y, correct = batch
+    res = PDGD(steps=5)(lenet, x[~correct], y[~correct])
+    assert torch.equal(res.x_adv, x[~correct])
+    assert res.success.all() and (res.grad_evals == 0).all() and (res.norms == 0).all()
+
+
+# ---------------------------------------------------------------------------- configuration
+
+
+def test_defaults_are_the_thesis_settings():
+    a = PDPGD()
+    assert (a.steps, a.lr_final_ratio, a.lambda_init, a.dual_lr, a.dual_ema) == (
+        500,
+        0.01,
+        0.01,
+        0.1,
+        0.9,
+    )
+    assert (a.norm, a.loss, a.restarts, a.init, a.init_range, a.seed) == (
+        "linf",
+        "hinge",
+        1,
+        "zero",
+        0.5,
+        0,
+    )
+    assert a.lr == DEFAULT_LR["linf"] and PDGD().lr == DEFAULT_LR["pdgd"]
+    assert PDPGD(norm="l0").lr == DEFAULT_LR["l0"] and PDPGD(lr=0.01).lr == 0.01
+    assert PDGD.norm == "l2"
+
+
+def test_registry_builds_both_attacks_from_strings():
+    a = attacks.build("pdpgd", norm="l1", steps="7", lr="0.05", seed="none")
+    assert isinstance(a, PDPGD) and (a.norm, a.steps, a.lr, a.seed) == ("l1", 7, 0.05, None)
+    assert a.describe()["attack"] == "pdpgd" and a.describe()["norm"] == "l1"
+    b = attacks.build("pdgd", restarts="3")
+    assert isinstance(b, PDGD) and b.restarts == 3 and b.describe()["norm"] == "l2"
+
+
+@pytest.mark.parametrize(
+    ("cls", "kw", "message"),
+    [
+        (PDPGD, {"norm": "l3"}, "norm must be one of"),
+        (PDGD, {"steps": 0}, "steps must be"),
+        (PDGD, {"lr": 0.0}, "lr must be positive"),
+        (PDPGD, {"lr_final_ratio": 0.0}, "lr_final_ratio"),
+        (PDPGD, {"lambda_init": -1.0}, "lambda_init"),
+        (PDPGD, {"dual_ema": 1.0}, "dual_ema"),
+        (PDGD, {"loss": "ce"}, "loss must be one of"),
+        (PDGD, {"restarts": 0}, "restarts must be"),
+        (PDGD, {"init": "gauss"}, "init must be one of"),
+        (PDPGD, {"init_range": 0.0}, "init_range"),
+        (PDGD, {"chunk_size": 0}, "chunk_size"),
+    ],
+)
+def test_bad_parameters_are_rejected(cls, kw, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**kw)
+
+
+def test_extra_arguments_are_rejected(lenet, batch):
+    x, y, _ = batch
+    with pytest.raises(TypeError, match="no extra arguments"):
+        PDGD(steps=1)(lenet, x, y, target=y)
+
+
+def test_distance_counts_pixels_for_l0_pixel():
+    r = torch.zeros(1, 3, 2, 2)
+    r[0, :, 0, 0] = 0.1
+    r[0, 1, 1, 1] = -0.2
+    assert lp_norm(r, "l0_pixel").item() == 2 and lp_norm(r, "l0").item() == 4
