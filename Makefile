@@ -22,6 +22,8 @@ demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py train --arch lenet5 --defense none --epochs 3 --train-limit 20000 \
 		--seed 0 --name demo-lenet5 --device cpu --replace
+	$(PY) manage.py evaluate --model demo-lenet5 --attacks fgsm,deepfool,hc --limit 100 \
+		--device cpu
 
 test: install
 	$(VENV)/bin/ruff check .

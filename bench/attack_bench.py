@@ -87,15 +87,17 @@ def ours(name: str, params: dict, model, x, y, correct, *, all_classes: bool = F
         "seconds": round(seconds, 3),
         "images_per_second": round(len(x) / seconds, 2),
         "grad_evals_per_image": round(evals / len(x), 2),
+        "steps": params.get("steps"),
         "bare_pass_seconds": round(evals * per_pass, 3),
         "overhead_ratio": round(seconds / (evals * per_pass), 3) if evals else None,
         "success_rate": round(result.success[correct].float().mean().item(), 4),
         "mean_norm": round(result.norms[ok].mean().item(), 5) if ok.any() else None,
         "median_norm": round(result.norms[ok].median().item(), 5) if ok.any() else None,
+        "_per_example": (result.norms, ok),
     }
 
 
-def theirs(label: str, attack, norm: str, model, x, y, correct) -> dict:
+def theirs(label: str, attack, norm: str, model, x, y, correct, steps: int | None = None) -> dict:
     import foolbox as fb
 
     fmodel = fb.PyTorchModel(model, bounds=(0, 1))
@@ -108,6 +110,7 @@ def theirs(label: str, attack, norm: str, model, x, y, correct) -> dict:
     return {
         "implementation": "foolbox-3.3.4",
         "attack": label,
+        "steps": steps,
         "norm": norm,
         "images": len(x),
         "seconds": round(seconds, 3),
@@ -115,7 +118,17 @@ def theirs(label: str, attack, norm: str, model, x, y, correct) -> dict:
         "success_rate": round(success[correct].float().mean().item(), 4),
         "mean_norm": round(norms[ok].mean().item(), 5) if ok.any() else None,
         "median_norm": round(norms[ok].median().item(), 5) if ok.any() else None,
+        "_per_example": (norms, ok),
     }
+
+
+def compare_on_common(a: dict, b: dict) -> None:
+    """Mean norms of two attacks over the images both fooled (success rates can differ)."""
+    (na, oka), (nb, okb) = a["_per_example"], b["_per_example"]
+    both = oka & okb
+    for row, norms in ((a, na), (b, nb)):
+        row["mean_norm_on_common"] = round(norms[both].mean().item(), 5) if both.any() else None
+        row["common_images"] = int(both.sum().item())
 
 
 def main() -> None:
@@ -124,7 +137,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--n", type=int, default=500, help="images for the fast attacks")
     parser.add_argument("--n-slow", type=int, default=100, help="images for C&W, HC, PD(P)GD")
-    parser.add_argument("--steps", type=int, default=100, help="iterations of PDGD/PDPGD/FMN")
+    parser.add_argument(
+        "--steps", default="100,500", help="iteration budgets of PDGD/PDPGD/FMN/DDN (comma list)"
+    )
     parser.add_argument("--no-foolbox", action="store_true")
     args = parser.parse_args()
     try:
@@ -176,19 +191,24 @@ def main() -> None:
             binary_search_steps=5, steps=200, stepsize=0.01, initial_const=1e-2
         )
         add(theirs("L2CarliniWagner", fb_cw, "l2", model, xs, ys, cs))
-        add(theirs("DDN", fb.attacks.DDNAttack(steps=args.steps), "l2", model, xs, ys, cs))
-    add(ours("pdgd", {"steps": args.steps}, model, xs, ys, cs))
-    for norm, fmn in (
-        ("linf", "LInfFMNAttack"),
-        ("l2", None),
-        ("l1", "L1FMNAttack"),
-        ("l0", "L0FMNAttack"),
-    ):
-        add(ours("pdpgd", {"norm": norm, "steps": args.steps}, model, xs, ys, cs))
+    for steps in (int(v) for v in args.steps.split(",")):
         if have_foolbox:
-            cls = getattr(fb.attacks, fmn or "L2FMNAttack")
-            add(theirs(cls.__name__, cls(steps=args.steps), norm, model, xs, ys, cs))
+            add(theirs("DDN", fb.attacks.DDNAttack(steps=steps), "l2", model, xs, ys, cs, steps))
+        add(ours("pdgd", {"steps": steps}, model, xs, ys, cs))
+        for norm, fmn in (
+            ("linf", "LInfFMNAttack"),
+            ("l2", "L2FMNAttack"),
+            ("l1", "L1FMNAttack"),
+            ("l0", "L0FMNAttack"),
+        ):
+            add(ours("pdpgd", {"norm": norm, "steps": steps}, model, xs, ys, cs))
+            if have_foolbox:
+                cls = getattr(fb.attacks, fmn)
+                add(theirs(fmn, cls(steps=steps), norm, model, xs, ys, cs, steps))
+                compare_on_common(rows[-2], rows[-1])
 
+    for row in rows:
+        row.pop("_per_example", None)
     report = {
         "benchmark": "attacks on LeNet-5 (demo model), first test images",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -207,9 +207,8 @@ def fit(
 
     defense = defenses.build(config.defense, config.defense_params)
     model = build_model(config, data, defense).to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2)
-    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, config.beta2))
     scheduler = make_scheduler(config, optimizer)
     defense.setup(model, device=device, epochs=config.epochs)
     shuffle = torch.Generator().manual_seed(config.seed)
@@ -250,6 +249,7 @@ def fit(
 
     for epoch in range(start_epoch, config.epochs + 1):
         model.train()
+        defense.begin_epoch(epoch)
         order = torch.randperm(n, generator=shuffle).to(device)
         loss_sum = torch.zeros((), device=device)
         wrong = torch.zeros((), device=device, dtype=torch.long)
@@ -266,7 +266,9 @@ def fit(
                     f"step {step}; lower the learning rate"
                 )
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            # Gradients for the classifier's parameters only: inputs and attack iterates of a
+            # defense's graph need none.
+            out.loss.backward(inputs=params)
             optimizer.step()
             loss_sum += out.loss.detach() * len(idx)
             wrong += (out.logits.detach().argmax(1) != y).sum()

@@ -6,12 +6,11 @@ and ``attack(model, x, y)`` returns an :class:`AttackResult`.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import typing
 from typing import Any
 
 from robustness.attacks.base import Attack, AttackResult
+from robustness.params import build_params
 
 # name -> "module:Class" (imported on first use so one broken attack cannot break the rest)
 ATTACKS: dict[str, str] = {
@@ -40,42 +39,10 @@ def get_class(name: str) -> type[Attack]:
     return getattr(importlib.import_module(module), cls)
 
 
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Command-line strings to the field's type (int, float, bool, str, or their unions)."""
-    if not isinstance(value, str):
-        return value
-    options = typing.get_args(annotation) or (annotation,)
-    if value.lower() == "none" and type(None) in options:
-        return None
-    for kind in (bool, int, float):
-        if kind in options:
-            try:
-                if kind is bool:
-                    if value.lower() in {"1", "true", "yes", "0", "false", "no"}:
-                        return value.lower() in {"1", "true", "yes"}
-                    continue
-                return kind(value)
-            except ValueError:
-                continue
-    if str in options or typing.Literal in (typing.get_origin(annotation),):
-        return value
-    if any(isinstance(o, str) for o in options):  # Literal["a", "b"]
-        return value
-    raise ValueError(f"parameter {key}={value!r} is not a valid {annotation}")
-
-
 def build(name: str, **params: Any) -> Attack:
     """An attack by registry name; unknown or malformed parameters are a ValueError."""
     cls = get_class(name)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - fields)
-    if unknown:
-        raise ValueError(
-            f"attack {name!r} has no parameter {unknown[0]!r} "
-            f"(allowed: {', '.join(sorted(fields))})"
-        )
-    hints = typing.get_type_hints(cls)
-    values = {k: _coerce(v, hints.get(k), k) for k, v in params.items()}
+    values = build_params(cls, params, f"attack {name!r}")
     try:
         return cls(**values)
     except TypeError as exc:

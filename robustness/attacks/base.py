@@ -146,28 +146,35 @@ def logits_and_grad(
     return logits.detach(), value.detach(), grad
 
 
+LOOP_BATCH = 32  # from this batch size on, a loop over classes beats vmap's fallback
+
+
 def class_gradients(
     model: nn.Module, x: torch.Tensor, classes: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and the input gradient of every logit: N×k and k×N×C×H×W.
 
     With ``classes`` (N×m class indices per example) only those logits (N×m) and their
-    gradients (m×N×C×H×W). One forward pass and one batched (vmapped) backward pass: no
-    Python loop over examples or classes.
+    gradients (m×N×C×H×W). One forward pass; then, for batches of ``LOOP_BATCH`` or more, one
+    backward per class through the same graph (vmap has no batching rule for convolution and
+    max-pool backward and falls back to a slower loop), else one vmapped backward. Never a
+    loop over examples.
     """
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = model(x)
-        k = logits.shape[1]
-        if classes is None:
-            eye = torch.eye(k, device=x.device, dtype=logits.dtype)
-            seeds = eye[:, None, :].expand(k, len(x), k)
+        picked = logits if classes is None else logits.gather(1, classes)
+        m = picked.shape[1]
+        if len(x) >= LOOP_BATCH:
+            grads = x.new_empty(m, *x.shape)
+            for j in range(m):
+                (grads[j],) = torch.autograd.grad(picked[:, j].sum(), x, retain_graph=j < m - 1)
         else:
-            seeds = torch.zeros(classes.shape[1], len(x), k, device=x.device, dtype=logits.dtype)
-            seeds.scatter_(2, classes.T[:, :, None], 1.0)
-        (grads,) = torch.autograd.grad(logits, x, grad_outputs=seeds, is_grads_batched=True)
-    logits = logits.detach()
-    return (logits if classes is None else logits.gather(1, classes)), grads
+            seeds = torch.eye(m, device=x.device, dtype=picked.dtype)[:, None, :]
+            (grads,) = torch.autograd.grad(
+                picked, x, grad_outputs=seeds.expand(m, len(x), m), is_grads_batched=True
+            )
+    return picked.detach(), grads
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

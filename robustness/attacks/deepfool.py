@@ -58,50 +58,51 @@ class DeepFool(Attack):
         y = y.to(x.device)
         scale = 1 + self.overshoot
         iterations = torch.zeros(n, dtype=torch.long, device=x.device)
-        grad_evals = torch.zeros_like(iterations)
-        r = torch.zeros_like(x)
         x_adv = x.clone()
 
         with torch.no_grad():
             clean_logits = model(x)
         num_classes = clean_logits.shape[1]
         use_candidates = self.candidates is not None and self.candidates < num_classes
-        classes = None
+        success = clean_logits.argmax(1) != y
+        idx = (~success).nonzero().squeeze(1)
+        # The active rows' state, compacted: rows are written back once they leave.
+        xa, ya, x_cur = x[idx], y[idx], x[idx]
+        ra = torch.zeros_like(xa)
         if use_candidates:
             # Candidate classes at the clean input, the label first (foolbox's choice).
             first = torch.full_like(clean_logits[:, :1], float("inf"))
             scores = clean_logits.scatter(1, y[:, None], first)
-            classes = scores.topk(self.candidates, dim=1).indices
-        idx = (clean_logits.argmax(1) == y).nonzero().squeeze(1)
+            cls = scores.topk(self.candidates, dim=1).indices[idx]
+            own = torch.zeros_like(ya)  # the label is candidate 0
+        else:
+            cls, own = None, ya
 
-        for _ in range(self.steps):
-            if idx.numel() == 0:
-                break
-            xa, ya = x_adv[idx], y[idx]
-            if use_candidates:
-                cls = classes[idx]
-                logits, grads = class_gradients(model, xa, cls)
-                own = torch.zeros_like(ya)  # the label is candidate 0
-            else:
-                logits, grads = class_gradients(model, xa)
-                own = ya
-            grad_evals[idx] += 1
-            xc = x[idx]
-            ra = r[idx] + self._step(logits, grads, own)
+        done_steps = 0
+        while done_steps < self.steps and len(idx):
+            logits, grads = class_gradients(model, x_cur, cls)
+            ra = ra + self._step(logits, grads, own)
             if self.box == "project":
-                ra = box_project(xc, ra, self.overshoot)
-            x_new = (xc + scale * ra).clamp(0, 1)
-            r.index_copy_(0, idx, ra)
-            x_adv.index_copy_(0, idx, x_new)
-            iterations[idx] += 1
-            # Success is checked at the point returned (one forward, no gradient).
+                ra = box_project(xa, ra, self.overshoot)
+            x_cur = (xa + scale * ra).clamp(0, 1)
+            done_steps += 1
+            # Success is checked at the point returned (one forward, no gradient); the
+            # check at the last step is also the final verdict.
             with torch.no_grad():
-                still = model(x_new).argmax(1) == ya
-            idx = idx[still]
-
-        with torch.no_grad():
-            success = model(x_adv).argmax(1) != y
-        return make_result(x, x_adv, success, self.norm, iterations, grad_evals)
+                fooled = model(x_cur).argmax(1) != ya
+            if fooled.any():
+                gone = idx[fooled]
+                x_adv[gone] = x_cur[fooled]
+                iterations[gone] = done_steps
+                success[gone] = True
+                keep = (~fooled).nonzero().squeeze(1)
+                idx, xa, ya, own, x_cur, ra = (v[keep] for v in (idx, xa, ya, own, x_cur, ra))
+                if cls is not None:
+                    cls = cls[keep]
+        x_adv[idx] = x_cur
+        iterations[idx] = done_steps
+        # One forward and the batched backward for all (candidate) classes per iteration.
+        return make_result(x, x_adv, success, self.norm, iterations, iterations.clone())
 
     def _step(self, logits: torch.Tensor, grads: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
         """Step to the nearest linearised boundary (eq. 2.18): logits n×m, grads m×n×…."""

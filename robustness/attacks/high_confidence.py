@@ -36,12 +36,17 @@ _EXTRA = 1e-4  # added to every step length (chapter 4 code)
 def closest_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The class j ≠ y with the nearest linearised boundary at ``x`` (DeepFool's distance).
 
-    argmin_j |z_j − z_y| / ‖∇z_j − ∇z_y‖₂; one forward and one batched backward. The model's
-    mode is left as the caller set it; the result carries no graph.
+    argmin_j |z_j − z_y| / ‖∇z_j − ∇z_y‖₂; one forward and one batched backward for all k
+    classes (k backward passes). The model's mode is left as the caller set it; the result
+    carries no graph.
     """
     logits, grads = class_gradients(model, x)
-    rows = torch.arange(len(x), device=x.device)
-    y = y.to(x.device)
+    return _closest(logits, grads, y.to(x.device))
+
+
+def _closest(logits: torch.Tensor, grads: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """:func:`closest_target` from the logits (N×k) and class gradients (k×N×…) at x."""
+    rows = torch.arange(len(logits), device=logits.device)
     flat = grads.flatten(2)  # k×n×D
     f = (logits - logits[rows, y][:, None]).abs()
     w_norm = (flat - flat[y, rows][None]).norm(dim=2).T.clamp_min(_TINY)  # n×k
@@ -60,7 +65,8 @@ class HighConfidence(Attack):
     """Targeted l2 attack reaching the target with confidence ≥ C (chapter 4, Algorithm 1).
 
     Call as ``attack(model, x, y, target=None)``; a given ``target`` (N class indices)
-    overrides the ``target`` field.
+    overrides the ``target`` field. ``grad_evals`` counts one per example and check, plus k
+    (the number of classes) for the closest-target pass: one forward, k backward passes.
     """
 
     name: ClassVar[str] = "hc"
@@ -107,21 +113,19 @@ class HighConfidence(Attack):
         iterations = torch.zeros(n, dtype=torch.long, device=x.device)
         grad_evals = torch.zeros_like(iterations)
 
-        with torch.no_grad():
-            clean_logits = model(x)
-        num_classes = clean_logits.shape[1]
+        if target is None and self.target == "closest":
+            # The clean logits come with the class gradients: one forward and k backward
+            # passes, counted as k gradient evaluations.
+            clean_logits, grads = class_gradients(model, x)
+            t = _closest(clean_logits, grads, y)
+            del grads
+            grad_evals += clean_logits.shape[1]
+        else:
+            with torch.no_grad():
+                clean_logits = model(x)
+            t = self._fixed_target(target, y, clean_logits.shape[1])
         clean_probs = clean_logits.softmax(1)
         clean_confidence, clean_pred = clean_probs.max(1)
-
-        if target is not None:
-            t = self._given_target(target, n, num_classes, x.device)
-        elif self.target == "random":
-            gen = generator_for(x, self.seed)
-            shift = torch.randint(1, num_classes, (n,), generator=gen, device=x.device)
-            t = (y + shift) % num_classes
-        else:
-            t = closest_target(model, x, y)
-            grad_evals += 1
         if self.confidence == "original":
             c = clean_confidence.clone()
         else:
@@ -129,31 +133,38 @@ class HighConfidence(Attack):
         log_c = c.clamp_min(_TINY).log()
 
         x_adv = x.clone()
-        r = torch.zeros_like(x)
         reached = (clean_pred == t) & (clean_probs.gather(1, t[:, None]).squeeze(1) >= c)
         idx = (~reached & (t != y)).nonzero().squeeze(1)
-        for _ in range(self.steps):
-            if idx.numel() == 0:
-                break
-            ta = t[idx]
-            logits, ell, g = logits_and_grad(model, x_adv[idx], lambda z, ta=ta: _log_target(z, ta))
-            grad_evals[idx] += 1
+        # The active rows' state, compacted: rows are written back once they leave.
+        xa, ta, ca, log_ca, x_cur = x[idx], t[idx], c[idx], log_c[idx], x[idx]
+        ra = torch.zeros_like(xa)
+        view = (-1, *([1] * (x.dim() - 1)))
+        done_steps = 0
+        while done_steps < self.steps and len(idx):
+            logits, ell, g = logits_and_grad(model, x_cur, lambda z, ta=ta: _log_target(z, ta))
             # Done (checked before each update): argmax = t and p_t ≥ C.
             p_t = logits.softmax(1).gather(1, ta[:, None]).squeeze(1)
-            going = ((logits.argmax(1) != ta) | (p_t < c[idx])).nonzero().squeeze(1)
-            idx, ell, g = idx[going], ell[going], g[going]
-            if idx.numel() == 0:
-                break
+            done = (logits.argmax(1) == ta) & (p_t >= ca)
+            if done.any():
+                gone = idx[done]
+                x_adv[gone] = x_cur[done]
+                iterations[gone] = done_steps
+                grad_evals[gone] += done_steps + 1
+                keep = (~done).nonzero().squeeze(1)
+                active = (idx, xa, ta, ca, log_ca, x_cur, ra, ell, g)
+                idx, xa, ta, ca, log_ca, x_cur, ra, ell, g = (v[keep] for v in active)
+                if not len(idx):
+                    break
             g_norm = g.flatten(1).norm(dim=1).clamp_min(_TINY)
-            length = (ell - log_c[idx]).abs() / g_norm + _EXTRA
+            length = (ell - log_ca).abs() / g_norm + _EXTRA
             if self.clip is not None:
                 length = length.clamp_max(self.clip)
-            step = g * (length / g_norm).view(-1, *([1] * (x.dim() - 1)))
-            xc = x[idx]
-            ra = box_project(xc, r[idx] + step, self.overshoot)
-            r.index_copy_(0, idx, ra)
-            x_adv.index_copy_(0, idx, (xc + scale * ra).clamp(0, 1))
-            iterations[idx] += 1
+            ra = box_project(xa, ra + g * (length / g_norm).view(view), self.overshoot)
+            x_cur = (xa + scale * ra).clamp(0, 1)
+            done_steps += 1
+        x_adv[idx] = x_cur
+        iterations[idx] = done_steps
+        grad_evals[idx] += done_steps
 
         with torch.no_grad():
             logits = model(x_adv)
@@ -172,6 +183,16 @@ class HighConfidence(Attack):
             clean_confidence=clean_confidence,
             clean_pred=clean_pred,
         )
+
+    def _fixed_target(
+        self, target: torch.Tensor | int | None, y: torch.Tensor, num_classes: int
+    ) -> torch.Tensor:
+        """The caller's targets, else random ones (uniform over the classes ≠ y, seeded)."""
+        if target is not None:
+            return self._given_target(target, len(y), num_classes, y.device)
+        gen = generator_for(y, self.seed)
+        shift = torch.randint(1, num_classes, (len(y),), generator=gen, device=y.device)
+        return (y + shift) % num_classes
 
     @staticmethod
     def _given_target(

@@ -32,6 +32,7 @@ class Defense:
 
     name: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
+    schedule: ClassVar[str] = "ch3"  # optimiser schedule of the thesis chapter it comes from
 
     def __init__(self, params: Any | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -45,6 +46,9 @@ class Defense:
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> BatchLoss:
         raise NotImplementedError
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called before each epoch (1-based), e.g. to switch from pre-training to training."""
 
     def end_epoch(self, epoch: int) -> None:
         """Called after each epoch (1-based) to step the defense's own schedules."""

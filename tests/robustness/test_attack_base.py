@@ -153,3 +153,20 @@ def test_class_gradients_for_selected_classes():
     rows = torch.arange(4)
     for m in range(2):
         assert torch.allclose(grads[m], all_grads[classes[:, m], rows])
+
+
+def test_class_gradients_loop_and_vmap_paths_agree(monkeypatch):
+    from robustness.attacks import base
+
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(3 * 3 * 3, 4)
+    )
+    x = torch.rand(5, 1, 8, 8)
+    classes = torch.tensor([[0, 3]] * 5)
+    monkeypatch.setattr(base, "LOOP_BATCH", 1)
+    looped = class_gradients(model, x), class_gradients(model, x, classes)
+    monkeypatch.setattr(base, "LOOP_BATCH", 10**9)
+    mapped = class_gradients(model, x), class_gradients(model, x, classes)
+    for (la, ga), (lb, gb) in zip(looped, mapped, strict=True):
+        assert torch.equal(la, lb) and torch.allclose(ga, gb, atol=1e-6)

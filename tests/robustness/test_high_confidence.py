@@ -58,8 +58,8 @@ def test_reaches_the_target_with_the_requested_confidence(trained, confidence):
     assert res.norm == "l2"
     torch.testing.assert_close(res.norms, lp_norm(res.x_adv - x, "l2"))
     assert (res.iterations >= 1).all() and (res.iterations < 500).all()
-    # closest-target costs one gradient evaluation, then one per check before each update
-    assert (res.grad_evals >= res.iterations + 1).all()
+    # closest target: k = 10 (one forward, a backward per class); then one per check
+    assert ((res.grad_evals == res.iterations + 10) | (res.grad_evals == res.iterations + 11)).all()
 
 
 def test_default_target_is_the_closest_boundary(trained):
@@ -82,6 +82,8 @@ def test_random_targets_are_reached_deterministically(trained):
     model, x, y = trained
     res = HighConfidence(target="random", clip=None)(model, x, y)
     assert res.success.float().mean() >= 0.99
+    # no closest-target pass: one evaluation per check before each update (and the last)
+    assert ((res.grad_evals == res.iterations) | (res.grad_evals == res.iterations + 1)).all()
     again = HighConfidence(target="random", clip=None)(model, x, y)
     assert torch.equal(res.x_adv, again.x_adv)
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from robustness import attacks, data, nets
 from robustness.attacks.base import margin
-from robustness.attacks.pdpgd import DEFAULT_LR, PDGD, PDPGD
+from robustness.attacks.pdpgd import DEFAULT_LR, DEFAULT_LR_ADAM, PDGD, PDPGD
 from robustness.threat import lp_norm, pixel_l0
 
 STEPS = 100
@@ -221,6 +221,52 @@ def test_restarts_never_worsen_the_best_norm(cls_kw, lenet, batch):
     assert (three.grad_evals == 60).all()
 
 
+@pytest.mark.parametrize(
+    ("kw", "dual"),
+    [
+        ({"norm": "l2", "optimizer": "adam"}, 2),
+        ({"norm": "linf", "optimizer": "adam"}, 1),
+        ({"norm": "l1", "optimizer": "adam"}, float("inf")),
+        ({"norm": "linf", "lr_decay": "exponential"}, 1),
+        ({"norm": "l1", "finetune": True}, float("inf")),
+    ],
+    ids=["adam-l2", "adam-linf", "adam-l1", "exp-linf", "finetune-l1"],
+)
+def test_options_reach_the_analytic_lp_norm(kw, dual, affine_case):
+    """The optional primal steps, decay and fine-tuning also find m/‖w‖_q on an affine model."""
+    w, x = affine_case
+    attack = PDPGD(**kw)
+    target = {"l2": 0.8, "linf": 0.05, "l1": 0.2}[attack.norm]
+    b = -(x.flatten(1) @ w.flatten()).mean().item()
+    model = _affine(w, b)
+    m0 = x.flatten(1) @ w.flatten() + b
+    shift = (target * w.flatten().norm(p=dual).item() - m0) / w.flatten().pow(2).sum()
+    x = x + shift.view(-1, 1, 1, 1) * w
+    y = torch.zeros(len(x), dtype=torch.long)
+    res = attack(model, x, y)
+    assert res.success.all()
+    assert (res.norms >= target * (1 - 1e-6)).all()
+    assert (res.norms <= target * 1.1).all(), res.norms
+
+
+def test_finetune_costs_one_more_run_and_never_worsens(lenet, batch):
+    x, y, correct = batch
+    x, y = x[correct][:4], y[correct][:4]
+    base = PDPGD(norm="l1", steps=20)(lenet, x, y)
+    tuned = PDPGD(norm="l1", steps=20, finetune=True)(lenet, x, y)
+    assert (tuned.grad_evals == 40).all() and tuned.success.all()
+    assert (tuned.norms <= base.norms + 1e-6).all()
+
+
+def test_adam_option_is_deterministic_and_differs_from_sgd(lenet, batch):
+    x, y, correct = batch
+    x, y = x[correct][:4], y[correct][:4]
+    attack = PDPGD(norm="l0", steps=15, optimizer="adam")
+    a, b = attack(lenet, x, y), attack(lenet, x, y)
+    assert torch.equal(a.x_adv, b.x_adv)
+    assert not torch.equal(a.x_adv, PDPGD(norm="l0", steps=15)(lenet, x, y).x_adv)
+
+
 def test_deterministic_under_a_seed(lenet, batch):
     x, y, correct = batch
     x, y = x[correct][:4], y[correct][:4]
@@ -274,6 +320,8 @@ def test_defaults_are_the_thesis_settings():
         0.5,
         0,
     )
+    assert (a.optimizer, a.lr_decay, a.finetune) == ("sgd", "linear", False)
+    assert PDPGD(optimizer="adam").lr == DEFAULT_LR_ADAM["linf"]
     assert a.lr == DEFAULT_LR["linf"] and PDGD().lr == DEFAULT_LR["pdgd"]
     assert PDPGD(norm="l0").lr == DEFAULT_LR["l0"] and PDPGD(lr=0.01).lr == 0.01
     assert PDGD.norm == "l2"
@@ -301,6 +349,8 @@ def test_registry_builds_both_attacks_from_strings():
         (PDGD, {"init": "gauss"}, "init must be one of"),
         (PDPGD, {"init_range": 0.0}, "init_range"),
         (PDGD, {"chunk_size": 0}, "chunk_size"),
+        (PDPGD, {"optimizer": "rmsprop"}, "optimizer must be one of"),
+        (PDGD, {"lr_decay": "cosine"}, "lr_decay must be one of"),
     ],
 )
 def test_bad_parameters_are_rejected(cls, kw, message):

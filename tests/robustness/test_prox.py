@@ -236,3 +236,58 @@ def test_device_is_preserved(name):
     out = PROX[name](u, mu)
     assert out.device == u.device
     assert torch.allclose(out.cpu(), PROX[name](u.cpu(), mu.cpu()), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- diagonal metric
+
+
+def _metric_objective(z, u, mu, d, norm):
+    """½ Σ d_i (z_i − u_i)² + μ‖z‖ per example (what a prox in the metric d minimises)."""
+    flat = z.flatten(1)
+    size = {
+        "l2": flat.norm(dim=1),
+        "l1": flat.abs().sum(1),
+        "linf": flat.abs().amax(1),
+        "l0": flat.ne(0).sum(1).to(z.dtype),
+    }[norm]
+    return 0.5 * (d * (z - u).square()).flatten(1).sum(1) + mu * size
+
+
+@pytest.mark.parametrize("name", sorted(PROX))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_uniform_metric_gives_the_plain_prox(name, dtype):
+    u = torch.randn(5, 3, 4, 4, generator=_gen(20), dtype=torch.float64).to(dtype)
+    mu = torch.tensor([1e-3, 0.05, 0.3, 1.5, 40.0], dtype=dtype)
+    plain = PROX[name](u, mu)
+    assert torch.allclose(PROX[name](u, mu, torch.ones_like(u)), plain, atol=1e-6)
+    assert torch.allclose(PROX[name](u, mu, None), plain)
+
+
+@pytest.mark.parametrize("norm", ["l2", "l1", "linf"])
+def test_metric_prox_minimises_its_objective(norm):
+    u = torch.randn(6, 8, generator=_gen(21), dtype=torch.float64)
+    d = 0.05 + torch.rand(6, 8, generator=_gen(22), dtype=torch.float64)
+    mu = torch.tensor([0.01, 0.1, 0.5, 1.0, 2.0, 10.0], dtype=torch.float64)
+    z = PROX[norm](u, mu, d)
+    best = _metric_objective(z, u, mu, d, norm)
+    gen = _gen(23)
+    for scale in (1e-1, 1e-3, 1e-6):
+        noise = torch.randn(500, 6, 8, generator=gen, dtype=torch.float64) * scale
+        values = torch.stack([_metric_objective(z + e, u, mu, d, norm) for e in noise])
+        assert (values >= best - 1e-10).all(), norm
+    assert PROX[norm](u, torch.full((6,), 1e6, dtype=torch.float64), d).eq(0).all()
+
+
+def test_metric_l0_is_the_exact_separable_minimiser():
+    u = torch.randn(3, 10, generator=_gen(24), dtype=torch.float64)
+    d = 0.05 + torch.rand(3, 10, generator=_gen(25), dtype=torch.float64)
+    mu = torch.tensor([0.01, 0.2, 1.0], dtype=torch.float64)
+    z = prox_l0(u, mu, d)
+    # per coordinate: keeping costs μ, zeroing costs ½ d_i u_i²
+    keep = 0.5 * d * u.square() > mu.view(-1, 1)
+    assert torch.equal(z, torch.where(keep, u, torch.zeros_like(u)))
+    grouped = prox_group_l0(u.view(3, 2, 5, 1), mu, d.view(3, 2, 5, 1))
+    pixel = keep.view(3, 2, 5, 1).any(1, keepdim=True)
+    assert torch.equal(grouped, u.view(3, 2, 5, 1) * pixel)
+    with pytest.raises(ValueError, match="metric must be shaped"):
+        prox_l1(u, 0.1, torch.ones(3, 9, dtype=torch.float64))

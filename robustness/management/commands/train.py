@@ -40,7 +40,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--schedule",
             choices=sorted(SCHEDULES),
-            help="optimiser schedule of the thesis (default ch3)",
+            help="optimiser schedule of the thesis (default: the defense's chapter)",
         )
         parser.add_argument("--lr", type=positive_float, help="override the initial rate")
         parser.add_argument("--batch-size", type=positive_int, help="default: 100")
@@ -133,11 +133,12 @@ class Command(BaseCommand):
                 f"--arch is required to train a new model (one of: {', '.join(nets.names())})"
             )
         params = dict(opts["param"])
+        defense = opts["defense"] or "none"
         try:
             return TrainConfig.from_schedule(
-                opts["schedule"] or "ch3",
+                opts["schedule"] or defenses.get_class(defense).schedule,
                 arch=opts["arch"],
-                defense=opts["defense"] or "none",
+                defense=defense,
                 defense_params=params,
                 dataset=opts["dataset"] or "mnist",
                 epochs=opts["epochs"] or 3,
