@@ -45,6 +45,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) bench/train_bench.py --out bench/results/train.json
 	$(PY) bench/attack_bench.py --out bench/results/attacks.json
+	$(PY) bench/memory_bench.py --out bench/results/memory.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -173,7 +173,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_limit": 100,
         "attack_overrides": {
             "deepfool": {"steps": 50},
-            "cw": {"binary_steps": 3, "steps": 50},
+            "cw": {"binary_steps": 4, "steps": 50, "initial_const": 1.0},
             "hc": {"steps": 100},
             "pdpgd": {"steps": 50},
             "pdgd": {"steps": 50},

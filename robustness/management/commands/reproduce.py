@@ -46,8 +46,13 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        scales = {c.label: c.scale for c in TABLES[opts["table"]].columns}
+
         def done(cell: Cell) -> None:
-            shown = ", ".join("—" if v is None else f"{k} {v:.4g}" for k, v in cell.values.items())
+            shown = ", ".join(
+                f"{k} —" if v is None else f"{k} {v * scales[k]:.4g}"
+                for k, v in cell.values.items()
+            )
             self.stdout.write(f"{cell.model}: {shown}")
 
         bars: list[TqdmCallbacks] = []
