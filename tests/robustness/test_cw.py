@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from robustness import attacks, data
+from robustness import attacks
 from robustness.attacks.cw import PRESETS, CarliniWagnerL2
 from robustness.attacks.pgd import PGD
 from robustness.threat import lp_norm
@@ -17,35 +16,10 @@ FAST = CarliniWagnerL2.preset("fast")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _mlp(hidden: int = 64, dropout: float = 0.0) -> nn.Module:
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, hidden),
-        nn.ReLU(),
-        nn.Dropout(dropout),
-        nn.Linear(hidden, 10),
-    )
-
-
 @pytest.fixture(scope="module")
-def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """A small MLP trained for a few Adam steps on synthetic digits; 32 test images."""
-    ds = data.synthetic(n_train=256, n_valid=0, n_test=32)
-    gen = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = _mlp()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(100):
-        batch = torch.randint(0, len(ds.train), (64,), generator=gen)
-        loss = F.cross_entropy(model(ds.train.x[batch]), ds.train.y[batch])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval().requires_grad_(False)
-    x, y = ds.test.x, ds.test.y
-    assert (model(x).argmax(1) == y).all()
-    return model, x, y
+def trained(trained_mlp):
+    """The shared small MLP and 32 synthetic test images."""
+    return trained_mlp(32)
 
 
 @pytest.fixture(scope="module")
@@ -194,9 +168,9 @@ def test_cw_on_an_affine_classifier_reaches_the_analytic_distance():
     assert (ratio <= 1.05).all()
 
 
-def test_cw_leaves_parameters_and_modes_untouched():
+def test_cw_leaves_parameters_and_modes_untouched(make_mlp):
     torch.manual_seed(0)
-    model = _mlp(hidden=16, dropout=0.5).train()
+    model = make_mlp(hidden=16, dropout=0.5).train()
     model[1].weight.requires_grad_(False)
     model[4].weight.grad = torch.ones_like(model[4].weight)
     params = [p.detach().clone() for p in model.parameters()]
@@ -260,10 +234,10 @@ def test_chunks_are_independent(trained):
 
 
 @pytest.mark.gpu
-def test_cw_runs_on_the_inputs_device(trained, fast_result):
+def test_cw_runs_on_the_inputs_device(make_mlp, trained, fast_result):
     model, x, y = trained
     device = torch.device("cuda")
-    model_gpu = _mlp().to(device).eval()
+    model_gpu = make_mlp().to(device).eval()
     model_gpu.load_state_dict(model.state_dict())
     xg, yg = x.to(device), y.to(device)
     result = FAST(model_gpu, xg, yg)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustness import attacks, data, nets
+from robustness import attacks, nets
 from robustness.attacks.deepfool import DeepFool
 from robustness.threat import lp_norm
 
@@ -43,22 +43,9 @@ def analytic(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, dual: float
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """A LeNet-5 trained briefly on synthetic data, and 48 test examples."""
-    torch.manual_seed(0)
-    ds = data.synthetic(n_train=512, n_test=48, seed=0)
-    model = nets.build("lenet5")
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    for _ in range(2):
-        for i in range(0, 512, 64):
-            loss = F.cross_entropy(model(ds.train.x[i : i + 64]), ds.train.y[i : i + 64])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    for p in model.parameters():
-        p.grad = None
-    return model, ds.test.x, ds.test.y
+def trained(trained_lenet5):
+    """The shared briefly trained LeNet-5 and 48 synthetic test images."""
+    return trained_lenet5(48)
 
 
 @pytest.mark.parametrize("num_classes", [2, 10])

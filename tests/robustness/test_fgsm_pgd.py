@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustness import attacks, data
+from robustness import attacks
 from robustness.attacks.fgsm import FGSM
 from robustness.attacks.pgd import PGD
 from robustness.threat import lp_norm
@@ -17,35 +17,10 @@ TOL = 1e-6
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _mlp(hidden: int = 64, dropout: float = 0.0) -> nn.Module:
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, hidden),
-        nn.ReLU(),
-        nn.Dropout(dropout),
-        nn.Linear(hidden, 10),
-    )
-
-
 @pytest.fixture(scope="module")
-def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """A small MLP trained for a few Adam steps on synthetic digits; 48 test images."""
-    ds = data.synthetic(n_train=256, n_valid=0, n_test=48)
-    gen = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = _mlp()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(100):
-        batch = torch.randint(0, len(ds.train), (64,), generator=gen)
-        loss = F.cross_entropy(model(ds.train.x[batch]), ds.train.y[batch])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval().requires_grad_(False)
-    x, y = ds.test.x, ds.test.y
-    assert (model(x).argmax(1) == y).all()  # the attacks below start from correct examples
-    return model, x, y
+def trained(trained_mlp):
+    """The shared small MLP and 48 synthetic test images."""
+    return trained_mlp(48)
 
 
 def _check_result(model, x, y, result, norm: str, eps: float) -> None:
@@ -259,9 +234,9 @@ def test_pgd_on_an_affine_classifier_succeeds_exactly_within_the_analytic_distan
 @pytest.mark.parametrize(
     "attack", [FGSM(eps=0.2), PGD(eps=0.2, steps=5), PGD(norm="l2", eps=1.0, steps=5)]
 )
-def test_attacks_leave_parameters_and_modes_untouched(attack):
+def test_attacks_leave_parameters_and_modes_untouched(make_mlp, attack):
     torch.manual_seed(0)
-    model = _mlp(hidden=16, dropout=0.5).train()
+    model = make_mlp(hidden=16, dropout=0.5).train()
     model[1].weight.requires_grad_(False)
     model[4].weight.grad = torch.ones_like(model[4].weight)
     x = torch.rand(6, 1, 28, 28)
@@ -305,10 +280,10 @@ def test_registry_builds_and_validates():
 
 
 @pytest.mark.gpu
-def test_attacks_run_on_the_inputs_device(trained):
+def test_attacks_run_on_the_inputs_device(make_mlp, trained):
     model, x, y = trained
     device = torch.device("cuda")
-    model_gpu = _mlp().to(device).eval()
+    model_gpu = make_mlp().to(device).eval()
     model_gpu.load_state_dict(model.state_dict())
     xg, yg = x.to(device), y.to(device)
     for attack in (FGSM(eps=0.15), PGD(eps=0.15, steps=10), PGD(norm="l2", eps=1.5, step=0.1)):

@@ -7,28 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustness import attacks, data, nets
+from robustness import attacks, nets
 from robustness.attacks.high_confidence import HighConfidence, closest_target, hc_differentiable
 from robustness.threat import lp_norm
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """A LeNet-5 trained briefly on synthetic data, and 32 test examples."""
-    torch.manual_seed(0)
-    ds = data.synthetic(n_train=512, n_test=32, seed=0)
-    model = nets.build("lenet5")
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    for _ in range(2):
-        for i in range(0, 512, 64):
-            loss = F.cross_entropy(model(ds.train.x[i : i + 64]), ds.train.y[i : i + 64])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    for p in model.parameters():
-        p.grad = None
-    return model, ds.test.x, ds.test.y
+def trained(trained_lenet5):
+    """The shared briefly trained LeNet-5 and 32 synthetic test images."""
+    return trained_lenet5(32)
 
 
 def smooth_mlp(seed: int = 0) -> nn.Module:
