@@ -6,11 +6,10 @@ and ``attack(model, x, y)`` returns an :class:`AttackResult`.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from robustness.attacks.base import Attack, AttackResult
-from robustness.params import build_params
+from robustness.registry import build_params, lookup
 
 # name -> "module:Class" (imported on first use so one broken attack cannot break the rest)
 ATTACKS: dict[str, str] = {
@@ -31,12 +30,7 @@ def names() -> list[str]:
 
 
 def get_class(name: str) -> type[Attack]:
-    try:
-        target = ATTACKS[name]
-    except KeyError:
-        raise ValueError(f"unknown attack {name!r}; choose one of: {', '.join(ATTACKS)}") from None
-    module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return lookup(ATTACKS, name, "attack")
 
 
 def build(name: str, **params: Any) -> Attack:

@@ -295,12 +295,19 @@ class PDGD(_PrimalDual):
         norms = r.flatten(1).norm(dim=1)
         unit = r / _view(norms.clamp_min(_TINY), r)
         g = _view(weights[:, 0], r) * unit + _view(weights[:, 1], r) * grad
-        b1, b2 = _ADAM_BETAS
-        state["m"].mul_(b1).add_(g, alpha=1 - b1)
-        state["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
-        t = step + 1
-        denom = (state["v"] / (1 - b2**t)).sqrt().add_(_ADAM_EPS)
-        return r - lr * (state["m"] / (1 - b1**t)) / denom
+        m_hat, v_hat = _adam_moments(state, g, step)
+        return r - lr * m_hat / v_hat.sqrt().add_(_ADAM_EPS)
+
+
+def _adam_moments(
+    state: dict[str, torch.Tensor], g: torch.Tensor, step: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Update Adam's per-example moments in ``state`` with ``g``; bias-corrected m̂, v̂."""
+    b1, b2 = _ADAM_BETAS
+    state["m"].mul_(b1).add_(g, alpha=1 - b1)
+    state["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
+    t = step + 1
+    return state["m"] / (1 - b1**t), state["v"] / (1 - b2**t)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -352,20 +359,9 @@ class PDPGD(_PrimalDual):
         # surrogate plus (1/2lr)‖z − r‖²_D; adding λ̄‖z‖ gives the prox in the metric D.
         # D is scaled by its per-example maximum, so that μ = λ̄·lr is in the same (pixel)
         # units as with "sgd" and a uniform D gives the plain prox.
-        b1, b2 = _ADAM_BETAS
-        state["m"].mul_(b1).add_(grad, alpha=1 - b1)
-        state["v"].mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        t = step + 1
-        denom = (state["v"] / (1 - b2**t)).sqrt()
+        m_hat, v_hat = _adam_moments(state, grad, step)
+        denom = v_hat.sqrt()
         denom = denom + _ADAM_EPS * _view(denom.flatten(1).amax(1), r) + _TINY
-        u = r - lr * (state["m"] / (1 - b1**t)) / denom
-        import os
-
-        mode = os.environ.get("ADAM_NORM", "max")
-        if mode == "max":
-            metric = denom / _view(denom.flatten(1).amax(1), r)
-        elif mode == "mean":
-            metric = denom / _view(denom.flatten(1).mean(1), r)
-        else:
-            metric = None
+        u = r - lr * m_hat / denom
+        metric = denom / _view(denom.flatten(1).amax(1), r)
         return PROX[self.norm](u, mu, metric)

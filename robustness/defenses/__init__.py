@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from robustness.defenses.base import BatchLoss, Defense
-from robustness.params import build_params
+from robustness.registry import build_params, lookup
 
 # name -> "module:Class", imported on first use (one module per defense).
 DEFENSES: dict[str, str] = {
@@ -38,12 +37,7 @@ def build(name: str, params: dict[str, Any] | None = None) -> Defense:
 
 
 def _lookup(name: str) -> type[Defense]:
-    try:
-        target = DEFENSES[name]
-    except KeyError:
-        raise ValueError(f"unknown defense {name!r}; choose one of: {', '.join(names())}") from None
-    module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return lookup(DEFENSES, name, "defense")
 
 
 def get_class(name: str) -> type[Defense]:

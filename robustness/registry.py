@@ -1,10 +1,26 @@
-"""Hyper-parameters from the command line: strings coerced to a dataclass's field types."""
+"""What the attack and defense registries share: lazy class lookup and parameter coercion.
+
+A registry maps names to "module:Class" strings, imported on first use so that one broken
+module cannot break the rest; hyper-parameters from the command line are strings, coerced
+to the types of the class's parameter dataclass.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import typing
 from typing import Any
+
+
+def lookup(registry: dict[str, str], name: str, kind: str) -> type:
+    """The class registered as ``name``; an unknown name lists the choices."""
+    try:
+        target = registry[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(registry)}") from None
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def coerce(value: Any, annotation: Any, key: str) -> Any:
