@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import platform
 from pathlib import Path
@@ -39,3 +41,15 @@ def machine(device: torch.device) -> dict:
             "cuda": torch.version.cuda,
         }
     return info
+
+
+def write_report(path: Path, device: torch.device, report: dict) -> None:
+    """Write ``report`` as JSON to ``path``, stamped with the time and the machine."""
+    stamped = {
+        **report,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(device),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stamped, indent=2) + "\n")
+    print(f"wrote {path}")

@@ -12,8 +12,6 @@ inputs at comparable settings. The model is a LeNet-5 trained as in ``make demo`
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import machine  # noqa: E402
+from bench._machine import write_report  # noqa: E402
 from robustness import attacks, data, load_model, runtime  # noqa: E402
 from robustness.attacks.base import class_gradients  # noqa: E402
 from robustness.threat import lp_norm  # noqa: E402
@@ -211,9 +209,7 @@ def main() -> None:
         row.pop("_per_example", None)
     report = {
         "benchmark": "attacks on LeNet-5 (demo model), first test images",
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(device),
         "clean_accuracy": round(correct.float().mean().item(), 4),
         "notes": (
             "overhead_ratio = attack seconds / (gradient evaluations x seconds of one bare "
@@ -222,9 +218,7 @@ def main() -> None:
         ),
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, device, report)
 
 
 if __name__ == "__main__":

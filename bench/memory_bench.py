@@ -9,7 +9,6 @@ after the model and the images are loaded, so the number is the attack's own wor
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import resource
 import subprocess
@@ -49,7 +48,7 @@ def main() -> None:
     parser.add_argument("--chunks", default="100,500,2000")
     args = parser.parse_args()
 
-    from bench._machine import machine
+    from bench._machine import write_report
     from robustness import runtime
 
     try:
@@ -82,14 +81,10 @@ def main() -> None:
             print(row, flush=True)
     report = {
         "benchmark": "peak memory growth during an attack vs. chunk size (fresh process each)",
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(device),
         "max_rss_of_this_process_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, device, report)
 
 
 if __name__ == "__main__":

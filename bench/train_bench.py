@@ -10,8 +10,6 @@ engine's overhead (shuffling, defense call, bookkeeping) shows as a ratio.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
 import tempfile
 import time
@@ -22,7 +20,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import machine  # noqa: E402
+from bench._machine import write_report  # noqa: E402
 from robustness import data, defenses, nets, runtime  # noqa: E402
 from robustness.training import TrainConfig, fit  # noqa: E402
 
@@ -179,16 +177,12 @@ def main() -> None:
 
     report = {
         "benchmark": "training throughput (images/s, forward+backward+Adam, best of repeats)",
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "deterministic_algorithms": True,
-        "machine": machine(device),
         "results": results,
         "defenses": defense_costs(args, device) if args.defenses else [],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, device, report)
 
 
 if __name__ == "__main__":

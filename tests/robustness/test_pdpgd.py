@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustness import attacks, data, nets
+from robustness import attacks, data
 from robustness.attacks.base import margin
 from robustness.attacks.pdpgd import DEFAULT_LR, DEFAULT_LR_ADAM, PDGD, PDPGD
 from robustness.threat import lp_norm, pixel_l0
@@ -25,23 +25,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def lenet() -> nn.Module:
-    torch.manual_seed(0)
-    ds = data.synthetic(n_train=512, n_test=64, seed=0)
-    model = nets.build("lenet5")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(2):
-        for i in range(0, 512, 64):
-            loss = nn.functional.cross_entropy(
-                model(ds.train.x[i : i + 64]), ds.train.y[i : i + 64]
-            )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    for p in model.parameters():
-        p.grad = None
-    return model
+def lenet(trained_lenet5) -> nn.Module:
+    """The shared briefly trained LeNet-5 (tests/robustness/conftest.py)."""
+    return trained_lenet5(64)[0]
 
 
 @pytest.fixture(scope="module")
