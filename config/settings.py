@@ -149,6 +149,11 @@ BLINDSPOT_DATA_DIR = Path(os.environ.get("BLINDSPOT_DATA_DIR", VAR_DIR / "data")
 BLINDSPOT_RUNS_DIR = Path(os.environ.get("BLINDSPOT_RUNS_DIR", VAR_DIR / "runs"))
 BLINDSPOT_DEVICE = os.environ.get("BLINDSPOT_DEVICE", "auto")
 
+# Human study: which sites may frame the worker pages (CSP frame-ancestors; e.g. the MTurk
+# worker sites), and the largest request body the worker API accepts.
+BLINDSPOT_FRAME_ANCESTORS = env_list("BLINDSPOT_FRAME_ANCESTORS")
+BLINDSPOT_WORKER_MAX_BODY = int(os.environ.get("BLINDSPOT_WORKER_MAX_BODY", str(64 * 1024)))
+
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",

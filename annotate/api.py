@@ -1,0 +1,1 @@
+"""Worker API (placeholder until the leasing helper lands)."""

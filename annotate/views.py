@@ -1,0 +1,1 @@
+"""Worker pages (placeholder until the page helper lands)."""

@@ -1,0 +1,129 @@
+"""Small database fixtures for annotate tests: rows built directly, no training, no attack.
+
+Study layout here is deliberately simple (consecutive chunks); the real designs live in
+``annotate.design`` and are tested there.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+import numpy as np
+from django.core.files.base import ContentFile
+from PIL import Image
+
+from annotate.models import (
+    AdversarialSet,
+    Assignment,
+    Condition,
+    Item,
+    Stimulus,
+    Study,
+    opaque_key,
+)
+from robustness.models import TrainedModel
+
+_counter = itertools.count()
+
+
+def png_bytes(seed: int) -> bytes:
+    """A 28×28 8-bit grayscale PNG of random pixels (no metadata)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (28, 28), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_model_row(name: str | None = None, defense: str = "none") -> TrainedModel:
+    return TrainedModel.objects.create(
+        name=name or f"model-{next(_counter)}",
+        arch="lenet5",
+        defense=defense,
+        status=TrainedModel.Status.DONE,
+        weights_sha256="ab" * 32,
+    )
+
+
+def make_set(
+    n: int = 10,
+    *,
+    name: str | None = None,
+    kind: str = AdversarialSet.Kind.ADVERSARIAL,
+    model: TrainedModel | None = None,
+    first_source: int = 0,
+) -> AdversarialSet:
+    """A finished set of ``n`` stimuli on source images first_source … first_source+n−1."""
+    model = model or make_model_row()
+    s = AdversarialSet.objects.create(
+        name=name or f"set-{next(_counter)}",
+        kind=kind,
+        model=model,
+        status=AdversarialSet.Status.DONE,
+        weights_sha256=model.weights_sha256,
+        progress_done=n,
+        progress_total=n,
+    )
+    for i in range(first_source, first_source + n):
+        label = i % 10
+        target = None if kind in ("clean", "attention") else (label + 1) % 10
+        stim = Stimulus(
+            set=s,
+            source_index=i,
+            original_label=label,
+            clean_pred=label,
+            clean_confidence=0.99,
+            target=target,
+            requested_confidence=0.99 if target is not None else None,
+            achieved_confidence=0.995 if target is not None else None,
+            shown_pred=target if target is not None else label,
+            shown_confidence=0.995,
+            l2_norm=1.5 if target is not None else 0.0,
+            success=target is not None,
+        )
+        stim.image.save(f"{opaque_key()}.png", ContentFile(png_bytes(i)), save=False)
+        stim.save()
+    return s
+
+
+def make_study(
+    sets: list[AdversarialSet] | None = None,
+    *,
+    n_assignments: int = 4,
+    size: int = 5,
+    attention: AdversarialSet | None = None,
+    status: str = Study.Status.OPEN,
+    **fields,
+) -> Study:
+    """An open study whose assignments are consecutive chunks of ``size`` stimuli.
+
+    With ``attention``, the last item of each assignment is an attention check.
+    """
+    sets = sets or [make_set(n_assignments * size)]
+    study = Study.objects.create(
+        name=fields.pop("name", f"study-{next(_counter)}"),
+        assignment_size=size,
+        attention_checks=1 if attention else 0,
+        status=status,
+        config_hash="0" * 64,
+        **fields,
+    )
+    conditions = [
+        Condition.objects.create(study=study, set=s, position=i) for i, s in enumerate(sets)
+    ]
+    pool = [(c, stim) for c in conditions for stim in c.set.stimuli.order_by("source_index")]
+    checks = list(attention.stimuli.all()) if attention else []
+    per = size - (1 if attention else 0)
+    for a in range(n_assignments):
+        assignment = Assignment.objects.create(study=study, index=a, block=a)
+        chunk = pool[a * per : (a + 1) * per]
+        for pos, (cond, stim) in enumerate(chunk):
+            Item.objects.create(assignment=assignment, position=pos, stimulus=stim, condition=cond)
+        if attention:
+            Item.objects.create(
+                assignment=assignment,
+                position=len(chunk),
+                stimulus=checks[a % len(checks)],
+                is_attention=True,
+            )
+    return study
