@@ -250,8 +250,8 @@ class Lease(models.Model):
     """A worker's hold on an assignment: active until submitted, or expired after a timeout.
 
     Constraints make leasing safe without row locks: at most one live (active or submitted)
-    lease per assignment, and a worker's live leases in a study occupy distinct slots below
-    the study's limit (the service picks the slot).
+    lease per assignment, at most one active lease per worker and study, and a worker's live
+    leases in a study occupy distinct slots below the study's limit (the service picks it).
     """
 
     class Status(models.TextChoices):
@@ -280,6 +280,11 @@ class Lease(models.Model):
                 fields=["assignment"],
                 condition=Q(status__in=["active", "submitted"]),
                 name="lease_one_live_per_assignment",
+            ),
+            models.UniqueConstraint(
+                fields=["study", "worker"],
+                condition=Q(status="active"),
+                name="lease_one_active_per_worker",
             ),
             models.UniqueConstraint(
                 fields=["study", "worker", "slot"],

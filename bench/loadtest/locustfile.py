@@ -1,0 +1,121 @@
+"""Locust scenario: each simulated worker does the whole flow once, as a browser would.
+
+entry page → consent → labeling page → items → every image → autosaves → submit → done page.
+Run by ``bench/loadtest/run.py`` (``make loadtest``); settings come from the environment:
+LOADTEST_STUDY_KEY, LOADTEST_USERS, LOADTEST_OUT (JSON path), LOADTEST_LEDGER (submitted leases).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import threading
+
+from locust import HttpUser, between, events, task
+from locust.exception import StopUser
+
+STUDY_KEY = os.environ.get("LOADTEST_STUDY_KEY", "")
+USERS = int(os.environ.get("LOADTEST_USERS", "100"))
+OUT = os.environ.get("LOADTEST_OUT", "loadtest-stats.json")
+LEDGER = os.environ.get("LOADTEST_LEDGER", "loadtest-ledger.json")
+AUTOSAVES = 5  # a worker's page autosaves as they type; five batches of five answers
+
+_lock = threading.Lock()
+_finished: list[dict] = []
+_counter = iter(range(10**9))
+
+
+class Worker(HttpUser):
+    """One person doing one assignment; think time between autosaves like fast typing."""
+
+    wait_time = between(0.05, 0.2)
+
+    @task
+    def whole_flow(self) -> None:
+        n = next(_counter)
+        worker_id = f"loadtest-{os.getpid()}-{n}"
+        outcome = {"worker_id": worker_id, "submitted": False}
+        try:
+            self._flow(worker_id, outcome)
+        finally:
+            with _lock:
+                _finished.append(outcome)
+                if len(_finished) >= USERS:
+                    self.environment.runner.quit()
+            raise StopUser()
+
+    def _flow(self, worker_id: str, outcome: dict) -> None:
+        c = self.client
+        c.get(f"/s/{STUDY_KEY}/?worker_id={worker_id}", name="1 entry page")
+        r = c.post(
+            f"/s/{STUDY_KEY}/start",
+            data={"consent": "yes", "worker_id": worker_id},
+            allow_redirects=False,
+            name="2 start (lease)",
+        )
+        match = re.search(r"/w/([^/]+)/", r.headers.get("Location", ""))
+        if r.status_code != 302 or not match:
+            return
+        token = match.group(1)
+        outcome["token"] = token
+        c.get(f"/w/{token}/", name="3 labeling page")
+        payload = c.get(f"/api/work/{token}", name="4 items").json()
+        items = payload["items"]
+        for item in items:
+            c.get(item["image"], name="5 image")
+        answers = [
+            {
+                "item": it["key"],
+                "label": random.choice("0123456789?"),
+                "ms": random.randint(300, 4000),
+            }
+            for it in items
+        ]
+        step = -(-len(answers) // AUTOSAVES)
+        for i in range(0, len(answers), step):
+            self.wait()
+            c.put(
+                f"/api/work/{token}/answers",
+                json={"answers": answers[i : i + step]},
+                name="6 autosave",
+            )
+        r = c.post(f"/api/work/{token}/submit", json={"answers": answers}, name="7 submit")
+        if r.status_code == 200:
+            outcome.update(submitted=True, code=r.json()["completion_code"], answers=answers)
+            c.get(f"/w/{token}/done", name="8 done page")
+
+
+@events.quitting.add_listener
+def _report(environment, **_kw) -> None:
+    """Per-step p50/p95/p99 and errors, and the ledger of what the server acknowledged."""
+    steps = {}
+    for (name, method), entry in sorted(environment.stats.entries.items()):
+        steps[name] = {
+            "method": method,
+            "requests": entry.num_requests,
+            "failures": entry.num_failures,
+            "p50_ms": entry.get_response_time_percentile(0.50),
+            "p95_ms": entry.get_response_time_percentile(0.95),
+            "p99_ms": entry.get_response_time_percentile(0.99),
+            "max_ms": entry.max_response_time,
+            "rps": round(entry.total_rps, 1),
+        }
+    total = environment.stats.total
+    summary = {
+        "requests": total.num_requests,
+        "failures": total.num_failures,
+        "p50_ms": total.get_response_time_percentile(0.50),
+        "p95_ms": total.get_response_time_percentile(0.95),
+        "p99_ms": total.get_response_time_percentile(0.99),
+        "rps": round(total.total_rps, 1),
+        "errors": [
+            {"name": e.name, "error": str(e.error), "occurrences": e.occurrences}
+            for e in environment.stats.errors.values()
+        ],
+    }
+    with open(OUT, "w") as fh:
+        json.dump({"steps": steps, "total": summary}, fh, indent=2)
+    with open(LEDGER, "w") as fh:
+        json.dump(_finished, fh)
