@@ -1,19 +1,19 @@
-"""Worker API: lease, fetch items, autosave, submit, images — used by the labeling page.
+"""Worker API: lease, fetch items (with their pixels), autosave, submit — for the labeling page.
 
 No login and no cookies (the page often runs in a third-party iframe); the signed token in the
 URL names the lease. Only JSON goes out (no browsable API and no OPTIONS metadata, which would
-describe the views), every error is ``{"error": code, "detail": message}`` with a 4xx status,
-and nothing names a label, target, model, defense or condition.
+describe the views), every error is ``{"error": code, "detail": message}`` with a 4xx status
+(5xx only for our own faults, without a traceback), and nothing names a label, target, model,
+defense or condition.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
-from django.views.decorators.http import require_GET
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
@@ -23,10 +23,23 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import errors, leasing
-from annotate.models import Item
+from annotate.serializers import (
+    AnswersInput,
+    LeaseInput,
+    LeaseOutput,
+    SavedOutput,
+    SubmitInput,
+    SubmitOutput,
+    parse,
+)
 from annotate.tokens import lease_token
 
+logger = logging.getLogger(__name__)
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+SERVER_ERROR = {
+    "error": "server_error",
+    "detail": "Something went wrong on our side; please retry.",
+}
 
 
 def _error(exc: errors.WorkError) -> dict[str, str]:
@@ -43,6 +56,7 @@ class WorkerAPIView(APIView):
     metadata_class = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """Refuse an oversized body by its Content-Length, before anything reads or parses it."""
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -54,13 +68,15 @@ class WorkerAPIView(APIView):
         super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc: Exception) -> Response:
+        """Every failure as ``{"error", "detail"}``; unexpected ones logged, never described."""
         if isinstance(exc, errors.WorkError):
             return Response(_error(exc), status=exc.status, headers=NO_STORE)
         if isinstance(exc, exceptions.APIException):
             detail = exc.detail if isinstance(exc.detail, str) else "The request is not valid."
             code = exc.default_code if exc.status_code != 400 else "malformed"
             return Response({"error": code, "detail": str(detail)}, exc.status_code, NO_STORE)
-        return super().handle_exception(exc)
+        logger.exception("worker API: unexpected error in %s", type(self).__name__)
+        return Response(SERVER_ERROR, status=500, headers=NO_STORE)
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -68,19 +84,9 @@ class WorkerAPIView(APIView):
             response[header] = value
         return response
 
-    def body(self, request: Request) -> dict[str, Any]:
-        data = request.data
-        if not isinstance(data, dict):
-            raise errors.InvalidSubmission("The body must be a JSON object.")
-        return data
-
-    def answers(self, request: Request, *, required: bool) -> Any:
-        data = self.body(request)
-        if "answers" not in data:
-            if required:
-                raise errors.InvalidSubmission("The body must hold 'answers'.")
-            return None
-        return data["answers"]
+    def data(self, request: Request) -> Any:
+        """The parsed JSON body; an empty body (whatever its Content-Type) is ``{}``."""
+        return request.data if request.body else {}
 
 
 class LeaseView(WorkerAPIView):
@@ -88,18 +94,15 @@ class LeaseView(WorkerAPIView):
 
     def post(self, request: Request, study_key: str) -> Response:
         study = leasing.study_for_key(study_key)
-        data = self.body(request) if request.body else {}
-        worker_id = data.get("worker_id")
-        if worker_id is not None and not isinstance(worker_id, str):
-            raise errors.InvalidSubmission("'worker_id' must be a string.")
-        lease = leasing.lease_acquire(study=study, worker_id=worker_id or None)
+        data = parse(LeaseInput, self.data(request))
+        lease = leasing.lease_acquire(study=study, worker_id=data.get("worker_id") or None)
         token = lease_token(lease)
         url = reverse("annotate:work", kwargs={"token": token})
-        return Response({"token": token, "url": url}, status=201)
+        return Response(LeaseOutput({"token": token, "url": url}).data, status=201)
 
 
 class WorkView(WorkerAPIView):
-    """GET → the items (opaque keys and image URLs), saved answers and progress."""
+    """GET → the items (opaque keys and inline images), saved answers and progress."""
 
     def get(self, request: Request, token: str) -> Response:
         return Response(leasing.lease_payload(leasing.lease_from_token(token)))
@@ -110,44 +113,19 @@ class AnswersView(WorkerAPIView):
 
     def put(self, request: Request, token: str) -> Response:
         lease = leasing.lease_from_token(token)
-        answered = leasing.answers_save(lease=lease, answers=self.answers(request, required=True))
-        return Response({"answered": answered})
+        answers = parse(AnswersInput, self.data(request))["answers"]
+        answered = leasing.answers_save(lease=lease, answers=answers)
+        return Response(SavedOutput({"answered": answered}).data)
 
     post = put
 
 
 class SubmitView(WorkerAPIView):
-    """POST {"answers": [...]} → {"completion_code", "done_url"}; replays give the same code."""
+    """POST {"answers"?: [...]} → {"completion_code", "done_url"}; replays give the same code."""
 
     def post(self, request: Request, token: str) -> Response:
         lease = leasing.lease_from_token(token)
-        code = leasing.lease_submit(lease=lease, answers=self.answers(request, required=False))
+        answers = parse(SubmitInput, self.data(request)).get("answers")
+        code = leasing.lease_submit(lease=lease, answers=answers)
         done = reverse("annotate:work-done", kwargs={"token": token})
-        return Response({"completion_code": code, "done_url": done})
-
-
-@require_GET
-def image(request: HttpRequest, token: str, item_key: str) -> HttpResponse:
-    """The PNG of one item of this lease, read through the storage API; nothing else."""
-    try:
-        lease = leasing.lease_from_token(token)
-    except errors.WorkError as exc:
-        return JsonResponse(_error(exc), status=exc.status, headers=NO_STORE)
-    item = (
-        Item.objects.filter(assignment_id=lease.assignment_id, key=item_key)
-        .select_related("stimulus")
-        .first()
-    )
-    if item is None:
-        return JsonResponse(
-            {"error": "not_found", "detail": "No such image in this task."},
-            status=404,
-            headers=NO_STORE,
-        )
-    with item.stimulus.image.open("rb") as fh:
-        data = fh.read()
-    response = HttpResponse(data, content_type="image/png")
-    response["Cache-Control"] = "private, max-age=3600"
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Referrer-Policy"] = "no-referrer"
-    return response
+        return Response(SubmitOutput({"completion_code": code, "done_url": done}).data)

@@ -10,14 +10,16 @@ paths retry on ``IntegrityError``, so neither can hand one assignment to two wor
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import logging
 import random
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.urls import reverse
+from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
 from annotate import errors
@@ -31,8 +33,9 @@ from annotate.models import (
     Worker,
     opaque_key,
 )
-from annotate.tokens import lease_key_from_token, lease_token
+from annotate.tokens import lease_key_from_token
 
+logger = logging.getLogger(__name__)
 LIVE = (Lease.Status.ACTIVE, Lease.Status.SUBMITTED)
 WORKER_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
 MAX_RESPONSE_MS = 3_600_000
@@ -40,7 +43,12 @@ ATTEMPTS = 20  # lost races before giving up (each loss means someone else got a
 SPREAD = 8  # the fallback tries one of the first SPREAD candidates first, to avoid a stampede
 
 
+SUBMITTED_ALREADY = "This task was already submitted; its answers can no longer change."
+
+
 class AlreadySubmitted(errors.WorkError):
+    """A change to a submitted lease: its one answer set is final (409)."""
+
     code, status = "already_submitted", 409
     message = "This task was already submitted with other answers; nothing was changed."
 
@@ -73,19 +81,25 @@ def _worker(worker_id: str | None) -> Worker:
 
 
 def _log(kind: str, *, study: Study, lease: Lease | None = None, **data: Any) -> None:
+    """Append one event (the lease's worker, if any, is recorded with it)."""
     Event.objects.create(
         study=study, lease=lease, worker=lease.worker if lease else None, kind=kind, data=data
     )
 
 
-def _expire(lease: Lease) -> bool:
-    """Compare-and-set one active lease to expired; logs and returns True if this call did it."""
-    done = Lease.objects.filter(pk=lease.pk, status=Lease.Status.ACTIVE).update(
-        status=Lease.Status.EXPIRED
-    )
-    if done:
-        lease.status = Lease.Status.EXPIRED
-        _log(Event.Kind.EXPIRED, study=lease.study, lease=lease, assignment=lease.assignment.index)
+def _expire(lease: Lease, now: dt.datetime) -> bool:
+    """Compare-and-set one overdue active lease to expired; True if this call did it.
+
+    The condition repeats ``expires <= now`` so a lease a save has just extended survives.
+    """
+    with transaction.atomic():
+        done = Lease.objects.filter(
+            pk=lease.pk, status=Lease.Status.ACTIVE, expires__lte=now
+        ).update(status=Lease.Status.EXPIRED)
+        if done:
+            lease.status = Lease.Status.EXPIRED
+            index = lease.assignment.index
+            _log(Event.Kind.EXPIRED, study=lease.study, lease=lease, assignment=index)
     return bool(done)
 
 
@@ -95,7 +109,8 @@ def leases_expire(*, study: Study | None = None, now: dt.datetime | None = None)
     overdue = Lease.objects.filter(status=Lease.Status.ACTIVE, expires__lte=now)
     if study is not None:
         overdue = overdue.filter(study=study)
-    return sum(_expire(lease) for lease in overdue.select_related("study", "assignment", "worker"))
+    leases = overdue.select_related("study", "assignment", "worker")
+    return sum(_expire(lease, now) for lease in leases)
 
 
 def _candidates(study: Study, worker: Worker):
@@ -206,10 +221,19 @@ def _acquire_fallback(study: Study, worker: Worker, fields: dict) -> Lease | Non
     raise IntegrityError("every candidate was taken concurrently")
 
 
-def lease_from_token(token: str, *, now: dt.datetime | None = None) -> Lease:
-    """The lease a worker's token names; forged → InvalidToken, overdue → LeaseExpired."""
+def lease_from_token(
+    token: str, *, for_update: bool = False, now: dt.datetime | None = None
+) -> Lease:
+    """The lease a worker's token names; forged → InvalidToken, overdue → LeaseExpired.
+
+    A submitted lease is returned (for read-only use: its page, its code). ``for_update`` locks
+    the row until the caller's transaction ends (PostgreSQL; the caller must be atomic).
+    """
     key = lease_key_from_token(token)
-    lease = Lease.objects.select_related("study", "assignment", "worker").filter(key=key).first()
+    leases = Lease.objects.select_related("study", "assignment", "worker")
+    if for_update:
+        leases = leases.select_for_update(of=("self",))
+    lease = leases.filter(key=key).first()
     if lease is None:
         raise errors.InvalidToken()
     _ensure_current(lease, now or timezone.now())
@@ -217,30 +241,34 @@ def lease_from_token(token: str, *, now: dt.datetime | None = None) -> Lease:
 
 
 def _ensure_current(lease: Lease, now: dt.datetime) -> None:
-    """Expire an overdue active lease for good (outside any transaction); refuse expired ones."""
-    if lease.status == Lease.Status.ACTIVE and lease.expires <= now:
-        _expire(lease)
+    """Expire an overdue active lease for good, then refuse an expired one."""
+    if lease.status == Lease.Status.ACTIVE and lease.expires <= now and not _expire(lease, now):
+        lease.refresh_from_db(fields=["status", "expires"])  # extended or expired meanwhile
     if lease.status == Lease.Status.EXPIRED:
         raise errors.LeaseExpired()
 
 
 def lease_payload(lease: Lease) -> dict[str, Any]:
-    """What the labeling page needs, and nothing else: opaque item keys and image URLs."""
-    token = lease_token(lease)
-    items = list(lease.assignment.items.order_by("position").values_list("key", "position"))
+    """What the labeling page needs, and nothing else: opaque item keys and the pixels.
+
+    Images travel inline as data: URIs, so a task loads in one request (phones, flaky
+    networks, third-party frames) and no image URL or file name ever reaches a worker.
+    """
+    items = list(
+        lease.assignment.items.order_by("position")
+        .select_related("stimulus")
+        .only("key", "position", "stimulus__image")
+    )
     answers = {
         key: {"label": label, "ms": ms}
         for key, label, ms in lease.answers.values_list("item__key", "label", "response_ms")
     }
+    images = [_data_uri(item.stimulus.image) for item in items]
     _log(Event.Kind.SERVED, study=lease.study, lease=lease)
     return {
         "items": [
-            {
-                "key": key,
-                "position": position,
-                "image": reverse("annotate:api-image", kwargs={"token": token, "item_key": key}),
-            }
-            for key, position in items
+            {"key": item.key, "position": item.position, "image": image}
+            for item, image in zip(items, images, strict=True)
         ],
         "answers": answers,
         "total": len(items),
@@ -291,13 +319,21 @@ def _validate(
     return rows
 
 
-def _live(lease: Lease, now: dt.datetime) -> Lease:
-    """Re-read ``lease`` locked (PostgreSQL) and insist it is active and not overdue."""
-    fresh = Lease.objects.select_for_update().select_related("study", "assignment").get(pk=lease.pk)
+def _live(lease: Lease) -> Lease:
+    """Re-read ``lease`` with its row locked (PostgreSQL) and insist it is still active.
+
+    Only the lease row is locked (``of=self``): locking the joined study row would serialise
+    every save of a study, and block the study's lease inserts, which take a key-share lock.
+    """
+    fresh = (
+        Lease.objects.select_for_update(of=("self",))
+        .select_related("study", "assignment", "worker")
+        .get(pk=lease.pk)
+    )
     if fresh.status == Lease.Status.EXPIRED:
         raise errors.LeaseExpired()
     if fresh.status == Lease.Status.SUBMITTED:
-        raise AlreadySubmitted("This task was already submitted; answers can no longer change.")
+        raise AlreadySubmitted(SUBMITTED_ALREADY)
     return fresh
 
 
@@ -324,9 +360,11 @@ def answers_save(*, lease: Lease, answers: Any, now: dt.datetime | None = None) 
     """
     now = now or timezone.now()
     _ensure_current(lease, now)
+    if lease.status == Lease.Status.SUBMITTED:
+        raise AlreadySubmitted(SUBMITTED_ALREADY)
     rows = _validate(lease, answers, allow_clear=True)
     with transaction.atomic():
-        lease = _live(lease, now)
+        lease = _live(lease)
         _write(lease, rows)
         expires = now + dt.timedelta(seconds=lease.study.lease_seconds)
         Lease.objects.filter(pk=lease.pk).update(expires=max(expires, lease.expires))
@@ -336,39 +374,68 @@ def answers_save(*, lease: Lease, answers: Any, now: dt.datetime | None = None) 
 
 
 def lease_submit(*, lease: Lease, answers: Any = None, now: dt.datetime | None = None) -> str:
-    """Store the final answer set once and return the completion code (idempotent replays)."""
+    """Store the final answer set once and return the completion code (idempotent replays).
+
+    ``answers`` (optional) are saved first under the same checks; then every item must have
+    exactly one answer, and a compare-and-set moves the lease from active to submitted.
+    """
     now = now or timezone.now()
     if lease.status == Lease.Status.SUBMITTED:
         return _replay(lease, answers)
     _ensure_current(lease, now)
     rows = _validate(lease, answers) if answers is not None else []
-    with transaction.atomic():
-        try:
-            lease = _live(lease, now)
-        except AlreadySubmitted:
-            return _replay(lease, answers)
-        _write(lease, rows)
-        total = lease.assignment.items.count()
-        answered = lease.answers.count()
-        if answered != total:
-            raise errors.InvalidSubmission(
-                f"{answered} of {total} images are answered; answer every image, then submit."
+    try:
+        with transaction.atomic():
+            fresh = _live(lease)
+            _write(fresh, rows)
+            total = fresh.assignment.items.count()
+            answered = fresh.answers.count()
+            if answered != total:
+                raise errors.InvalidSubmission(
+                    f"{answered} of {total} images are answered; answer every image, then submit."
+                )
+            done = Lease.objects.filter(pk=fresh.pk, status=Lease.Status.ACTIVE).update(
+                status=Lease.Status.SUBMITTED, submitted=now
             )
-        Lease.objects.filter(pk=lease.pk, status=Lease.Status.ACTIVE).update(
-            status=Lease.Status.SUBMITTED, submitted=now
-        )
-        lease.status, lease.submitted = Lease.Status.SUBMITTED, now
-        _log(Event.Kind.SUBMITTED, study=lease.study, lease=lease, answers=total)
+            if not done:  # changed since _live read it (no row locks on SQLite): roll back
+                raise AlreadySubmitted(SUBMITTED_ALREADY)
+            _log(Event.Kind.SUBMITTED, study=fresh.study, lease=fresh, answers=total)
+    except AlreadySubmitted:
+        return _replay(lease, answers)  # a concurrent submit won: same rules as a replay
+    lease.status, lease.submitted = Lease.Status.SUBMITTED, now
     return lease.completion_code
 
 
 def _replay(lease: Lease, answers: Any) -> str:
-    """A repeated submit: the same (or no) answers get the same code; others are refused."""
+    """A repeated submit, which writes nothing: the same code, or AlreadySubmitted.
+
+    No answers, or answers each equal to the stored one, get the code; a different label does not.
+    """
     lease.refresh_from_db()
+    if lease.status == Lease.Status.EXPIRED:  # lost to an expiry, not to a submit
+        raise errors.LeaseExpired()
     if answers is None:
         return lease.completion_code
     rows = _validate(lease, answers)
     stored = dict(lease.answers.values_list("item_id", "label"))
-    if len(rows) == len(stored) and all(stored.get(item.pk) == label for item, label, _ in rows):
+    if all(stored.get(item.pk) == label for item, label, _ in rows):
         return lease.completion_code
     raise AlreadySubmitted()
+
+
+class ImageUnavailable(errors.WorkError):
+    """A stimulus file the storage cannot read: the server's fault, never the worker's (503)."""
+
+    code, status = "unavailable", 503
+    message = "An image of this task is unavailable; please tell us."
+
+
+def _data_uri(image: FieldFile) -> str:
+    """The stored PNG, byte for byte, as a ``data:`` URI (read through the storage API)."""
+    try:
+        with image.open("rb") as fh:
+            data = fh.read()
+    except OSError:
+        logger.error("image file %r is missing or unreadable", image.name)
+        raise ImageUnavailable() from None
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")

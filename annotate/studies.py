@@ -104,14 +104,17 @@ def _attention_set(
         if existing is None:
             from annotate.stimuli import attention_set_generate  # heavy: loads the model
 
-            existing = attention_set_generate(
-                model=sets[0].model,
-                name=generated,
-                count=max(50, 4 * checks),
-                exclude_sources=[int(i) for i in exclude],
-                split=sets[0].split,
-                seed=seed,
-            )
+            try:
+                existing = attention_set_generate(
+                    model=sets[0].model,
+                    name=generated,
+                    count=max(50, 4 * checks),
+                    exclude_sources=[int(i) for i in exclude],
+                    split=sets[0].split,
+                    seed=seed,
+                )
+            except ValueError as exc:  # StimulusError: too few unambiguous digits, no checkpoint
+                raise StudyError(f"cannot make the attention checks: {exc}") from exc
         attention_set = existing.name
     row = AdversarialSet.objects.select_related("model").filter(name=attention_set).first()
     if row is None:

@@ -20,5 +20,4 @@ urlpatterns = [
     path("api/work/<str:token>", api.WorkView.as_view(), name="api-work"),
     path("api/work/<str:token>/answers", api.AnswersView.as_view(), name="api-answers"),
     path("api/work/<str:token>/submit", api.SubmitView.as_view(), name="api-submit"),
-    path("api/work/<str:token>/images/<str:item_key>.png", api.image, name="api-image"),
 ]

@@ -52,8 +52,8 @@ def content_security_policy() -> str:
     """The worker pages' CSP: our own files only, framed by ourselves and the allowed sites."""
     ancestors = " ".join(["'self'", *settings.BLINDSPOT_FRAME_ANCESTORS])
     return (
-        f"frame-ancestors {ancestors}; default-src 'self'; img-src 'self'; script-src 'self'; "
-        "style-src 'self'; base-uri 'none'; form-action 'self'"
+        f"frame-ancestors {ancestors}; default-src 'self'; img-src 'self' data:; "
+        "script-src 'self'; style-src 'self'; base-uri 'none'; form-action 'self'"
     )
 
 

@@ -29,7 +29,7 @@ def setup(assignments: int, checks: int = 2, size: int = 25) -> str:
     from robustness.models import TrainedModel
 
     rng = np.random.default_rng(0)
-    per_set = assignments * (size - checks) // 2 + 1
+    per_set = assignments * (size - checks)  # partition: each source in one condition
 
     def make_set(name: str, kind: str, first: int, n: int) -> AdversarialSet:
         model, _ = TrainedModel.objects.get_or_create(

@@ -1,6 +1,7 @@
 """Locust scenario: each simulated worker does the whole flow once, as a browser would.
 
-entry page → consent → labeling page → items → every image → autosaves → submit → done page.
+entry page → consent → labeling page → items (with their pixels) → autosaves → submit → done
+page; the page's static files (script, style) too, as a browser fetches them once.
 Run by ``bench/loadtest/run.py`` (``make loadtest``); settings come from the environment:
 LOADTEST_STUDY_KEY, LOADTEST_USERS, LOADTEST_OUT (JSON path), LOADTEST_LEDGER (submitted leases).
 """
@@ -13,8 +14,8 @@ import random
 import re
 import threading
 
-from locust import HttpUser, between, events, task
-from locust.exception import StopUser
+import gevent
+from locust import FastHttpUser, between, events, task
 
 STUDY_KEY = os.environ.get("LOADTEST_STUDY_KEY", "")
 USERS = int(os.environ.get("LOADTEST_USERS", "100"))
@@ -27,10 +28,14 @@ _finished: list[dict] = []
 _counter = iter(range(10**9))
 
 
-class Worker(HttpUser):
-    """One person doing one assignment; think time between autosaves like fast typing."""
+class Worker(FastHttpUser):
+    """One person doing one assignment at a brisk human pace.
 
-    wait_time = between(0.05, 0.2)
+    2–5 s on the instructions, then five autosaves 2–4 s apart (five digits each): about 20 s
+    per assignment, far faster than real workers, so the server sees more load than in a study.
+    """
+
+    wait_time = between(2.0, 4.0)
 
     @task
     def whole_flow(self) -> None:
@@ -43,12 +48,13 @@ class Worker(HttpUser):
             with _lock:
                 _finished.append(outcome)
                 if len(_finished) >= USERS:
-                    self.environment.runner.quit()
-            raise StopUser()
+                    gevent.spawn_later(0.5, self.environment.runner.quit)
+        gevent.sleep(10**6)  # done: idle (a stopped user would be replaced by a new one)
 
     def _flow(self, worker_id: str, outcome: dict) -> None:
         c = self.client
         c.get(f"/s/{STUDY_KEY}/?worker_id={worker_id}", name="1 entry page")
+        gevent.sleep(random.uniform(2.0, 5.0))  # reading the instructions
         r = c.post(
             f"/s/{STUDY_KEY}/start",
             data={"consent": "yes", "worker_id": worker_id},
@@ -61,10 +67,10 @@ class Worker(HttpUser):
         token = match.group(1)
         outcome["token"] = token
         c.get(f"/w/{token}/", name="3 labeling page")
+        c.get("/static/annotate/work.js", name="3 static files")
+        c.get("/static/annotate/work.css", name="3 static files")
         payload = c.get(f"/api/work/{token}", name="4 items").json()
-        items = payload["items"]
-        for item in items:
-            c.get(item["image"], name="5 image")
+        items = payload["items"]  # the 25 images come inline, as data: URIs
         answers = [
             {
                 "item": it["key"],
@@ -79,12 +85,12 @@ class Worker(HttpUser):
             c.put(
                 f"/api/work/{token}/answers",
                 json={"answers": answers[i : i + step]},
-                name="6 autosave",
+                name="5 autosave",
             )
-        r = c.post(f"/api/work/{token}/submit", json={"answers": answers}, name="7 submit")
+        r = c.post(f"/api/work/{token}/submit", json={"answers": answers}, name="6 submit")
         if r.status_code == 200:
             outcome.update(submitted=True, code=r.json()["completion_code"], answers=answers)
-            c.get(f"/w/{token}/done", name="8 done page")
+            c.get(f"/w/{token}/done", name="7 done page")
 
 
 @events.quitting.add_listener

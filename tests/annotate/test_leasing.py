@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import io
 
 import pytest
-from django.db import IntegrityError
+from django.core import signing
+from django.core.management import CommandError, call_command
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotate import errors, leasing
-from annotate.models import Answer, Event, Lease, Worker
+from annotate import errors, leasing, tokens
+from annotate.models import Answer, Assignment, Event, Lease, Worker
+from annotate.tokens import lease_token
 from tests.annotate.factories import make_set, make_study
 
 pytestmark = pytest.mark.django_db
@@ -165,7 +170,7 @@ def test_a_foreign_item_is_refused():
 def test_forged_tokens_are_refused():
     study = make_study(n_assignments=1)
     lease = leasing.lease_acquire(study=study, worker_id="w")
-    token = leasing.lease_token(lease)
+    token = lease_token(lease)
     assert leasing.lease_from_token(token) == lease
     for forged in (token[:-1] + ("A" if token[-1] != "A" else "B"), "abc", "", "x" * 500):
         with pytest.raises(errors.InvalidToken):
@@ -218,3 +223,168 @@ def test_autosave_can_clear_a_box_but_submit_cannot():
     assert answers[0]["item"] not in leasing.lease_payload(lease)["answers"]
     with pytest.raises(errors.InvalidSubmission, match="label"):
         leasing.lease_submit(lease=lease, answers=[*cleared, *answers[1:]])
+
+
+def test_payload_carries_the_stored_pixels_inline_and_a_missing_file_is_a_clear_503():
+    study = make_study(n_assignments=1)
+    lease = leasing.lease_acquire(study=study, worker_id="w")
+    first = lease.assignment.items.order_by("position").first()
+    image = leasing.lease_payload(lease)["items"][0]["image"]
+    prefix = "data:image/png;base64,"
+    assert image.startswith(prefix)
+    with first.stimulus.image.open("rb") as fh:
+        assert base64.b64decode(image[len(prefix) :]) == fh.read()
+    first.stimulus.image.storage.delete(first.stimulus.image.name)
+    with pytest.raises(leasing.ImageUnavailable):
+        leasing.lease_payload(lease)
+
+
+def test_tokens_are_stable_salted_and_name_only_their_lease():
+    study = make_study(n_assignments=2)
+    lease = leasing.lease_acquire(study=study, worker_id="w")
+    token = lease_token(lease)
+    assert lease_token(Lease.objects.get(pk=lease.pk)) == token  # one lease, one URL
+    assert leasing.lease_from_token(token) == lease
+    unsalted = signing.Signer().sign(lease.key)  # the right key, signed for another purpose
+    with pytest.raises(errors.InvalidToken):
+        leasing.lease_from_token(unsalted)
+    with pytest.raises(errors.InvalidToken):  # a validly signed key of no lease
+        leasing.lease_from_token(signing.Signer(salt=tokens.SALT).sign("no-such-lease"))
+
+
+def test_lease_from_token_can_lock_the_row_and_returns_submitted_leases():
+    study = make_study(n_assignments=1)
+    lease = leasing.lease_acquire(study=study, worker_id="w")
+    with transaction.atomic():
+        assert leasing.lease_from_token(lease_token(lease), for_update=True) == lease
+    leasing.lease_submit(lease=lease, answers=answers_for(lease))
+    again = leasing.lease_from_token(lease_token(lease))
+    assert again.status == Lease.Status.SUBMITTED
+
+
+def test_a_lease_is_resumed_without_a_new_event_and_each_step_is_logged():
+    study = make_study(n_assignments=2)
+    lease = leasing.lease_acquire(study=study, worker_id="w")
+    assert leasing.lease_acquire(study=study, worker_id="w") == lease
+    leasing.lease_payload(lease)
+    leasing.answers_save(lease=lease, answers=answers_for(lease)[:2])
+    leasing.lease_submit(lease=lease, answers=answers_for(lease))
+    leasing.lease_submit(lease=lease, answers=None)  # a replay logs nothing
+    events = list(Event.objects.filter(study=study).values_list("kind", "lease", "worker", "data"))
+    assert [kind for kind, *_ in events] == ["leased", "served", "saved", "submitted"]
+    assert {(lease_id, worker_id) for _, lease_id, worker_id, _ in events} == {
+        (lease.pk, lease.worker_id)
+    }
+    assert events[2][3] == {"count": 2}
+
+
+def race_in(monkeypatch, *, insert) -> None:
+    """Make ``insert()`` run once, between the fallback's candidate list and its INSERT.
+
+    (On the SKIP LOCKED path the list is read inside the transaction that inserts, so a row
+    injected there would roll back with it; the PostgreSQL thread tests cover that path.)
+    """
+    real = leasing._candidates
+    done = []
+
+    def candidates(study, worker):
+        ids = list(real(study, worker).values_list("pk", flat=True))
+        if not done:
+            done.append(insert(ids))
+        return Assignment.objects.filter(pk__in=ids).order_by("index")  # the stale list
+
+    monkeypatch.setattr(leasing, "_candidates", candidates)
+    monkeypatch.setattr(leasing, "SPREAD", 1)
+
+
+def test_a_worker_racing_itself_on_the_fallback_gets_its_one_active_lease(monkeypatch):
+    study = make_study(n_assignments=3)
+    worker = Worker.objects.create(external_id="w")
+    now = timezone.now()
+
+    def twin(ids):  # the same person's other request wins with the first candidate
+        return Lease.objects.create(
+            study=study, assignment_id=ids[0], worker=worker, slot=0, leased=now,
+            expires=now + dt.timedelta(hours=1),
+        )  # fmt: skip
+
+    race_in(monkeypatch, insert=twin)
+    lease = leasing.lease_acquire(study=study, worker_id="w", skip_locked=False)
+    assert Lease.objects.filter(study=study).count() == 1
+    assert lease == Lease.objects.get()
+
+
+def test_a_lost_slot_race_on_the_fallback_rechecks_the_limit(monkeypatch):
+    """The worker's last free slot is taken by their own concurrent lease that was submitted."""
+    study = make_study(n_assignments=4, assignments_per_worker=2)
+    first = leasing.lease_acquire(study=study, worker_id="w", skip_locked=False)
+    leasing.lease_submit(lease=first, answers=answers_for(first))
+    now = timezone.now()
+
+    def twin(ids):
+        return Lease.objects.create(
+            study=study, assignment_id=ids[-1], worker=first.worker, slot=1, leased=now,
+            expires=now, submitted=now, status=Lease.Status.SUBMITTED,
+        )  # fmt: skip
+
+    race_in(monkeypatch, insert=twin)
+    with pytest.raises(errors.AlreadyParticipated):
+        leasing.lease_acquire(study=study, worker_id="w", skip_locked=False)
+    live = Lease.objects.filter(worker=first.worker).exclude(status=Lease.Status.EXPIRED)
+    assert sorted(live.values_list("slot", flat=True)) == [0, 1]
+
+
+def test_an_expired_lease_still_counts_as_seen_but_not_against_the_limit(monkeypatch, path):
+    # Conditions A and B over the same sources: 0 = A[0:5], 1 = A[5:10], 2 = B[0:5], 3 = B[5:10].
+    monkeypatch.setattr(leasing, "SPREAD", 1)  # the fallback takes candidates in order
+    study = make_study([make_set(10), make_set(10)], n_assignments=4, size=5)
+    old = leasing.lease_acquire(study=study, worker_id="w", skip_locked=path)
+    assert old.assignment.index == 0
+    later = timezone.now() + dt.timedelta(seconds=study.lease_seconds + 1)
+    again = leasing.lease_acquire(study=study, worker_id="w", now=later, skip_locked=path)
+    old.refresh_from_db()
+    assert old.status == Lease.Status.EXPIRED
+    assert again.assignment.index == 1  # not 0 or 2: the worker has seen those source images
+
+
+def test_a_save_that_extended_the_lease_beats_a_stale_expiry():
+    study = make_study(n_assignments=1, lease_seconds=60)
+    lease = leasing.lease_acquire(study=study, worker_id="w")
+    stale = Lease.objects.get(pk=lease.pk)  # read before the save below, expires at +60 s
+    leasing.answers_save(
+        lease=lease, answers=answers_for(lease)[:1], now=lease.leased + dt.timedelta(seconds=50)
+    )
+    at = lease.leased + dt.timedelta(seconds=70)  # past the stale deadline, within the new one
+    assert leasing.answers_save(lease=stale, answers=answers_for(lease)[:2], now=at) == 2
+    assert Lease.objects.get(pk=lease.pk).status == Lease.Status.ACTIVE
+    assert leasing.leases_expire(now=at) == 0
+
+
+def test_a_replay_of_some_of_the_same_answers_gets_the_code_and_writes_nothing():
+    study = make_study(n_assignments=1)
+    lease = leasing.lease_acquire(study=study, worker_id="w")
+    code = leasing.lease_submit(lease=lease, answers=answers_for(lease))
+    before = snapshot()
+    stale = Lease.objects.get(pk=lease.pk)
+    assert leasing.lease_submit(lease=stale, answers=answers_for(lease)[:2]) == code
+    with pytest.raises(leasing.AlreadySubmitted) as refused:
+        leasing.answers_save(lease=stale, answers=[{"item": "garbage", "label": "x"}])
+    assert refused.value.status == 409
+    assert snapshot() == before
+
+
+def test_expire_leases_command_expires_only_overdue_leases_of_the_named_study():
+    one, two = make_study(n_assignments=1), make_study(n_assignments=1)
+    a = leasing.lease_acquire(study=one, worker_id="a")
+    b = leasing.lease_acquire(study=two, worker_id="b")
+    Lease.objects.update(expires=timezone.now() - dt.timedelta(seconds=1))
+    out = io.StringIO()
+    call_command("expire_leases", "--study", one.name, stdout=out)
+    assert out.getvalue().strip() == "expired 1 lease"
+    assert Lease.objects.get(pk=a.pk).status == Lease.Status.EXPIRED
+    assert Lease.objects.get(pk=b.pk).status == Lease.Status.ACTIVE
+    call_command("expire_leases", stdout=out)
+    assert Lease.objects.get(pk=b.pk).status == Lease.Status.EXPIRED
+    assert Event.objects.filter(kind=Event.Kind.EXPIRED).count() == 2
+    with pytest.raises(CommandError, match="no study named nope"):
+        call_command("expire_leases", "--study", "nope")

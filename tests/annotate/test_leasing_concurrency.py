@@ -13,7 +13,7 @@ import pytest
 from django.db import connection
 
 from annotate import errors, leasing
-from annotate.models import Lease, Study
+from annotate.models import Answer, Lease, Study
 from tests.annotate.factories import make_set, make_study
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -90,3 +90,32 @@ def test_concurrent_submits_of_one_lease_store_one_answer_set():
     )
     assert set(codes) == {lease.completion_code}
     assert lease.answers.count() == 5
+
+
+@pytest.mark.parametrize("skip_locked", [True, False], ids=["skip-locked", "fallback"])
+def test_workers_each_racing_themselves_stay_within_the_limit(skip_locked):
+    # 16 people, 3 tabs each, all leasing and submitting in a loop; each may do 2 assignments.
+    study = make_study([make_set(300)], n_assignments=60, size=5, assignments_per_worker=2)
+    study = Study.objects.get(pk=study.pk)
+
+    def tab(i: int) -> str:
+        worker_id = f"person-{i // 3}"
+        while True:
+            try:
+                lease = leasing.lease_acquire(
+                    study=study, worker_id=worker_id, skip_locked=skip_locked
+                )
+            except errors.AlreadyParticipated:
+                return "done"
+            items = lease.assignment.items.values_list("key", flat=True)
+            answers = [{"item": key, "label": "5", "ms": 100} for key in items]
+            leasing.lease_submit(lease=lease, answers=answers)
+
+    results = run_at_once(48, tab)
+    assert results == ["done"] * 48, [r for r in results if r != "done"]
+    live = Lease.objects.filter(study=study).exclude(status=Lease.Status.EXPIRED)
+    per_worker = Counter(live.values_list("worker_id", flat=True))
+    assert len(per_worker) == 16 and set(per_worker.values()) == {2}
+    assert live.values("assignment").distinct().count() == live.count() == 32
+    assert not live.filter(status=Lease.Status.ACTIVE).exists()
+    assert Answer.objects.count() == 32 * 5  # one answer set per lease, however many tabs

@@ -6,6 +6,7 @@ study, so ``make demo`` can be run again and simply serves the same study.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from django.core.management import call_command
@@ -58,7 +59,9 @@ class Command(BaseCommand):
             )  # fmt: skip
         study = Study.objects.get(name=STUDY)
         if study.status != Study.Status.OPEN:
-            call_command("open_study", "--name", STUDY, "--base-url", opts["base_url"])
+            call_command(
+                "open_study", "--name", STUDY, "--base-url", opts["base_url"], stdout=io.StringIO()
+            )
         summary = ", ".join(
             f"{s.name}: {s.stimuli.filter(success=True).count()}/{s.stimuli.count()} successful"
             for s in AdversarialSet.objects.filter(name__in=sets)
