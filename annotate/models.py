@@ -45,12 +45,7 @@ class AdversarialSet(models.Model):
         FLIPPED = "flipped", "flipped-perturbation control"
         ATTENTION = "attention", "attention checks"
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "pending"
-        RUNNING = "running", "running"
-        INTERRUPTED = "interrupted", "interrupted"
-        FAILED = "failed", "failed"
-        DONE = "done", "done"
+    Status = TrainedModel.Status  # the same lifecycle as a training run
 
     name = models.CharField(max_length=100, unique=True, validators=[name_validator])
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.ADVERSARIAL)

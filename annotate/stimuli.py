@@ -209,6 +209,23 @@ def _differences(stored: dict[str, Any], asked: dict[str, Any]) -> list[str]:
     ]
 
 
+def _check_same(
+    row: AdversarialSet, kind: str, model: TrainedModel, params: dict[str, Any], hint: str = ""
+) -> None:
+    """Refuse an existing set of another kind, model, weights or parameters (named in the error)."""
+    if row.kind != kind:
+        raise StimulusError(f"a set named {row.name} exists and is a {row.kind} set")
+    differ = _differences(
+        {"model": row.model.name, "weights_sha256": row.weights_sha256, **row.params},
+        {"model": model.name, "weights_sha256": model.weights_sha256, **params},
+    )
+    if differ:
+        raise StimulusError(
+            f"set {row.name} exists with other parameters: {', '.join(differ)}"
+            + (f"{hint} to generate it again" if hint else "")
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Model, data and measurements
 
@@ -476,17 +493,7 @@ def stimulus_set_generate(
         stimulus_set_delete(row=row)
         row = None
     if row is not None:
-        if row.kind != AdversarialSet.Kind.ADVERSARIAL:
-            raise StimulusError(f"a set named {name} exists and is a {row.kind} set")
-        differ = _differences(
-            {"model": row.model.name, "weights_sha256": row.weights_sha256, **row.params},
-            {"model": model.name, "weights_sha256": model.weights_sha256, **params},
-        )
-        if differ:
-            raise StimulusError(
-                f"set {name} exists with other parameters: {', '.join(differ)}; "
-                "pass --replace to generate it again"
-            )
+        _check_same(row, AdversarialSet.Kind.ADVERSARIAL, model, params, hint="; pass --replace")
     if row is None or not _complete(row, row.progress_total):
         row = _fill_adversarial(model, name, row, params, device, progress)
     if kinds:
@@ -740,14 +747,7 @@ def attention_set_generate(
     }
     row = AdversarialSet.objects.select_related("model").filter(name=name).first()
     if row is not None:
-        if row.kind != AdversarialSet.Kind.ATTENTION:
-            raise StimulusError(f"a set named {name} exists and is a {row.kind} set")
-        differ = _differences(
-            {"model": row.model.name, "weights_sha256": row.weights_sha256, **row.params},
-            {"model": model.name, "weights_sha256": model.weights_sha256, **params},
-        )
-        if differ:
-            raise StimulusError(f"set {name} exists with other parameters: {', '.join(differ)}")
+        _check_same(row, AdversarialSet.Kind.ATTENTION, model, params)
         if row.status == AdversarialSet.Status.DONE:
             return row
         stimulus_set_delete(row=row)  # a broken earlier attempt: small, so start again
