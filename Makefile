@@ -25,10 +25,12 @@ $(STAMP): pyproject.toml
 
 # Trains two small LeNet-5s, generates their stimuli, opens the demo study and serves it on
 # 127.0.0.1:8000 (Ctrl-C stops). DEMO_SERVE=0 stops after printing the worker link.
+# DEMO_SIMULATE=N adds N simulated workers' answers (marked simulated everywhere).
 DEMO_SERVE ?= 1
+DEMO_SIMULATE ?= 0
 demo: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py demo --device cpu
+	$(PY) manage.py demo --device cpu --simulate-workers $(DEMO_SIMULATE)
 	@if [ "$(DEMO_SERVE)" = 1 ]; then \
 		echo "serving on http://127.0.0.1:8000/ (Ctrl-C stops)"; \
 		$(PY) manage.py runserver 127.0.0.1:8000 --noreload; fi

@@ -10,9 +10,13 @@ import io
 from typing import Any
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotate.models import AdversarialSet, Study
+from annotate.errors import WorkError
+from annotate.management.commands.create_study import non_negative_int
+from annotate.models import AdversarialSet, Lease, Study
+from annotate.simulation import simulate_workers
+from annotate.studies import StudyError
 from robustness.models import TrainedModel
 
 # Two LeNet-5s on 20k training images: plain, and FGSM adversarial training (chapter 4, ε 0.1).
@@ -30,6 +34,13 @@ class Command(BaseCommand):
         parser.add_argument("--images", type=int, default=300, help="test images per set")
         parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+        parser.add_argument(
+            "--simulate-workers",
+            type=non_negative_int,
+            default=0,
+            metavar="N",
+            help="fill in answers of N simulated workers in all (marked simulated everywhere)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         sets = []
@@ -62,6 +73,9 @@ class Command(BaseCommand):
             call_command(
                 "open_study", "--name", STUDY, "--base-url", opts["base_url"], stdout=io.StringIO()
             )
+            study.refresh_from_db()
+        if opts["simulate_workers"]:
+            self._simulate(study, opts["simulate_workers"])
         summary = ", ".join(
             f"{s.name}: {s.stimuli.filter(success=True).count()}/{s.stimuli.count()} successful"
             for s in AdversarialSet.objects.filter(name__in=sets)
@@ -70,3 +84,19 @@ class Command(BaseCommand):
         self.stdout.write(summary)
         self.stdout.write(self.style.SUCCESS(f"worker link: {link}"))
         self.stdout.write(f"  (add ?worker_id=ID to name a worker; {link}?worker_id=alice)")
+
+    def _simulate(self, study: Study, wanted: int) -> None:
+        """Top the demo study up to ``wanted`` simulated submissions (idempotent across runs)."""
+        already = Lease.objects.filter(
+            study=study, worker__simulated=True, status=Lease.Status.SUBMITTED
+        ).count()
+        try:
+            added = simulate_workers(study=study, n=max(0, wanted - already), seed=0)
+        except (StudyError, WorkError) as e:
+            raise CommandError(f"cannot simulate workers: {e}") from None
+        self.stdout.write(
+            self.style.WARNING(
+                f"SIMULATED answers: {already + added} simulated workers have submitted "
+                f"({added} new); study {study.name} is marked as holding simulated data"
+            )
+        )

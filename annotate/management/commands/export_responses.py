@@ -1,0 +1,67 @@
+"""``manage.py export_responses``: every answer of a study with its provenance, as CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotate.models import Study
+from annotate.selectors import RESPONSE_FIELDS, study_responses
+
+
+def _csv_value(value: Any) -> Any:
+    """Booleans as true/false and missing values as empty cells."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
+
+
+def render(rows: list[dict[str, Any]], fmt: str) -> str:
+    """The rows as CSV (header first) or as a JSON list of objects."""
+    if fmt == "json":
+        return json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(RESPONSE_FIELDS)
+    writer.writerows([_csv_value(row[f]) for f in RESPONSE_FIELDS] for row in rows)
+    return buf.getvalue()
+
+
+class Command(BaseCommand):
+    help = "Write every answer of a study (worker, assignment, stimulus, condition, labels)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--study", required=True, help="the study's name")
+        parser.add_argument("--format", choices=["csv", "json"], default="csv")
+        parser.add_argument("--output", type=Path, help="a file to write (default: stdout)")
+        parser.add_argument(
+            "--include-drafts",
+            action="store_true",
+            help="also the answers saved so far in active and expired leases",
+        )
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        study = Study.objects.filter(name=opts["study"]).first()
+        if study is None:
+            raise CommandError(f"no study named {opts['study']}")
+        rows = study_responses(study=study, include_drafts=opts["include_drafts"])
+        text = render(rows, opts["format"])
+        simulated = sum(row["simulated"] for row in rows)
+        note = f" ({simulated} marked simulated)" if study.simulated else ""
+        if opts["output"] is None:
+            self.stdout.write(text, ending="")
+            self.stderr.write(f"{len(rows)} answers of study {study.name}{note}")
+            return
+        try:
+            with opts["output"].open("w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+        except OSError as e:
+            raise CommandError(f"cannot write {opts['output']}: {e.strerror or e}") from None
+        self.stdout.write(
+            f"wrote {len(rows)} answers of study {study.name} to {opts['output']}{note}"
+        )
