@@ -64,6 +64,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from here, not from a CDN
     "robustness",
     "annotate",
 ]
@@ -157,9 +160,31 @@ BLINDSPOT_FRAME_ANCESTORS = env_list("BLINDSPOT_FRAME_ANCESTORS")
 BLINDSPOT_WORKER_MAX_BODY = int(os.environ.get("BLINDSPOT_WORKER_MAX_BODY", str(64 * 1024)))
 
 REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+}
+
+# The staff API's OpenAPI schema (/api/schema/) and Swagger UI (/api/docs/), both staff only.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Blindspot staff API",
+    "DESCRIPTION": "Read-only models, stimulus sets, stimuli, studies, results and exports.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["annotate.permissions.IsStaff"],
+    "PREPROCESSING_HOOKS": ["annotate.staff_api.staff_endpoints_only"],
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "robustness.models.TrainedModel.Status",
+        "StudyStatusEnum": "annotate.models.Study.Status",
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 if not DEBUG:

@@ -33,6 +33,8 @@ def browser(django_db_setup):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} is missing")
+    # CI shares two cores with the live server: give assertions time before they fail.
+    sync_api.expect.set_options(timeout=15_000)
     saved = {name: os.environ.get(name) for name in ENVIRONMENT}
     os.environ.update(ENVIRONMENT)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -25,6 +26,7 @@ DEMO_MODELS = (
     ("demo-lenet5-at", ["--defense", "at", "--epochs", "2", "--param", "eps=0.1"]),
 )
 STUDY = "demo"
+DEMO_USER, DEMO_PASSWORD = "demo", "blindspot-demo"  # printed by the demo; local use only
 
 
 class Command(BaseCommand):
@@ -84,6 +86,22 @@ class Command(BaseCommand):
         self.stdout.write(summary)
         self.stdout.write(self.style.SUCCESS(f"worker link: {link}"))
         self.stdout.write(f"  (add ?worker_id=ID to name a worker; {link}?worker_id=alice)")
+        self._staff_account()
+        base = opts["base_url"].rstrip("/")
+        self.stdout.write(self.style.SUCCESS(f"console: {base}/console/studies/{STUDY}/"))
+        self.stdout.write(
+            f"  demo credentials: {DEMO_USER} / {DEMO_PASSWORD} (a local demo account; "
+            "never use it on a server others can reach)"
+        )
+
+    def _staff_account(self) -> None:
+        """The demo's staff login for the console and admin (created once, password reset)."""
+        user, _ = get_user_model().objects.get_or_create(
+            username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True}
+        )
+        user.is_staff = user.is_superuser = True
+        user.set_password(DEMO_PASSWORD)
+        user.save()
 
     def _simulate(self, study: Study, wanted: int) -> None:
         """Top the demo study up to ``wanted`` simulated submissions (idempotent across runs)."""

@@ -1,0 +1,71 @@
+"""The console's study page in a real browser: staff log in through the admin form, see results.
+
+Debian's chromium (headless) through Playwright's sync API against the live server; the
+screenshot is kept in the artifacts folder as ``console-study.png``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from annotate import leasing
+from annotate.models import AdversarialSet
+from tests.annotate.factories import make_model_row, make_set, make_study
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+expect = sync_api.expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def answered_study():
+    """Two conditions with attention checks and three submitted workers."""
+    model = make_model_row(name="lenet-demo")
+    sets = [
+        make_set(12, name="adv-plain", model=model),
+        make_set(12, name="adv-b", first_source=12),
+    ]
+    checks = make_set(4, kind=AdversarialSet.Kind.ATTENTION, model=model, first_source=100)
+    study = make_study(sets, n_assignments=6, size=5, attention=checks, name="console-demo")
+    for w in range(6):
+        lease = leasing.lease_acquire(study=study, worker_id=f"worker-{w}")
+        items = lease.assignment.items.select_related("stimulus")
+        answers = [
+            {
+                "item": i.key,
+                "label": str(i.stimulus.original_label)
+                if i.is_attention
+                else [str(i.stimulus.target), str(i.stimulus.original_label), "?"][
+                    (i.position + w) % 3
+                ],
+                "ms": 700,
+            }
+            for i in items
+        ]
+        leasing.lease_submit(lease=lease, answers=answers)
+    return study
+
+
+def test_staff_log_in_and_see_the_study_page(live_server, browser, artifacts_dir):
+    study = answered_study()
+    get_user_model().objects.create_user("staff", password="secret-pw", is_staff=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{live_server.url}/console/studies/{study.name}/")
+    page.wait_for_url(re.compile(r"/admin/login/"))
+    page.fill("#id_username", "staff")
+    page.fill("#id_password", "secret-pw")
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(rf"/console/studies/{study.name}/$"))
+    expect(page.locator("table.results tbody tr")).to_have_count(2)
+    expect(page.locator("figure.chart svg")).to_be_visible()
+    expect(page.get_by_role("button", name="Close study")).to_be_visible()
+    page.wait_for_function(
+        "() => [...document.images].every(img => img.complete && img.naturalWidth > 0)"
+    )
+    page.screenshot(path=artifacts_dir / "console-study.png", full_page=True)
+    page.get_by_role("button", name="Close study").click()
+    expect(page.locator(".messages")).to_contain_text("now closed")
+    page.close()
