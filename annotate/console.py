@@ -8,9 +8,7 @@ session gets in (``staff_member_required``); a worker's lease token is not a cre
 
 from __future__ import annotations
 
-import csv
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import messages
@@ -33,7 +31,7 @@ from annotate import plots
 from annotate.analysis import OUTCOMES
 from annotate.models import Answer, Assignment, Condition, Lease, Stimulus, Study
 from annotate.results import study_results
-from annotate.selectors import RESPONSE_FIELDS, study_responses
+from annotate.selectors import responses_csv_lines, study_responses
 from annotate.studies import StudyError, study_close, study_open
 from robustness.models import TrainedModel
 
@@ -151,20 +149,6 @@ def study_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "console/study.html", context)
 
 
-class _Echo:
-    """A file-like object whose ``write`` returns the line, for streaming csv."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_lines(rows: list[dict[str, Any]]) -> Iterator[str]:
-    writer = csv.DictWriter(_Echo(), fieldnames=list(RESPONSE_FIELDS), lineterminator="\n")
-    yield writer.writeheader()
-    for row in rows:
-        yield writer.writerow(row)
-
-
 @staff_member_required
 def study_export(request: HttpRequest, name: str, fmt: str) -> HttpResponse:
     """Every submitted answer with its provenance, as a CSV or JSON download."""
@@ -172,7 +156,7 @@ def study_export(request: HttpRequest, name: str, fmt: str) -> HttpResponse:
     rows = study_responses(study=study)
     if fmt == "csv":
         response: HttpResponse = StreamingHttpResponse(
-            _csv_lines(rows), content_type="text/csv; charset=utf-8"
+            responses_csv_lines(rows), content_type="text/csv; charset=utf-8"
         )
     elif fmt == "json":
         body = json.dumps({"study": study.name, "simulated": study.simulated, "responses": rows})

@@ -6,7 +6,9 @@ read is one query however many answers there are (joins and ``values_list``, no 
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,30 @@ RESPONSE_FIELDS: tuple[str, ...] = (
     "simulated",
     *list(RESPONSE_COLUMNS)[3:],
 )
+
+
+class _Echo:
+    """A file-like object whose ``write`` returns the line: csv rows one at a time."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_value(value: Any) -> Any:
+    """Booleans as true/false and missing values as empty cells."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
+
+
+def responses_csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """Export rows as CSV lines, header first: the one CSV format of every export channel."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(RESPONSE_FIELDS)
+    for row in rows:
+        yield writer.writerow([_csv_value(row[f]) for f in RESPONSE_FIELDS])
+
+
 ARRAY_KEYS: tuple[str, ...] = (
     "condition",
     "worker",

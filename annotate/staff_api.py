@@ -8,8 +8,6 @@ and every list is one bounded set of queries (joins, prefetches and subquery cou
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
@@ -26,7 +24,7 @@ from rest_framework.response import Response
 from annotate.models import AdversarialSet, Assignment, Condition, Lease, Stimulus, Study
 from annotate.permissions import IsStaff
 from annotate.results import study_results
-from annotate.selectors import RESPONSE_FIELDS, study_responses
+from annotate.selectors import responses_csv_lines, study_responses
 from annotate.staff_serializers import (
     AdversarialSetSerializer,
     StimulusSerializer,
@@ -133,11 +131,7 @@ class ResponsesCSVRenderer(BaseRenderer):
     charset = "utf-8"
 
     def render(self, data: Any, accepted_media_type: str | None = None, renderer_context=None):
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=RESPONSE_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(data)
-        return buf.getvalue().encode(self.charset)
+        return "".join(responses_csv_lines(data)).encode(self.charset)
 
 
 @extend_schema_view(list=extend_schema(parameters=[ModelFilter]))

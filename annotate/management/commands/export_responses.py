@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -11,25 +9,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotate.models import Study
-from annotate.selectors import RESPONSE_FIELDS, study_responses
-
-
-def _csv_value(value: Any) -> Any:
-    """Booleans as true/false and missing values as empty cells."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else value
+from annotate.selectors import responses_csv_lines, study_responses
 
 
 def render(rows: list[dict[str, Any]], fmt: str) -> str:
     """The rows as CSV (header first) or as a JSON list of objects."""
     if fmt == "json":
         return json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(RESPONSE_FIELDS)
-    writer.writerows([_csv_value(row[f]) for f in RESPONSE_FIELDS] for row in rows)
-    return buf.getvalue()
+    return "".join(responses_csv_lines(rows))
 
 
 class Command(BaseCommand):
