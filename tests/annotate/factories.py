@@ -13,11 +13,13 @@ import numpy as np
 from django.core.files.base import ContentFile
 from PIL import Image
 
+from annotate import leasing
 from annotate.models import (
     AdversarialSet,
     Assignment,
     Condition,
     Item,
+    Lease,
     Stimulus,
     Study,
     opaque_key,
@@ -127,3 +129,17 @@ def make_study(
                 is_attention=True,
             )
     return study
+
+
+def work(study: Study, worker_id: str, *, submit: bool = True, offset: int = 0) -> Lease:
+    """A worker answering every item with (position + offset) mod 10, submitted or only saved."""
+    lease = leasing.lease_acquire(study=study, worker_id=worker_id)
+    answers = [
+        {"item": item.key, "label": str((item.position + offset) % 10), "ms": 700 + item.position}
+        for item in lease.assignment.items.all()
+    ]
+    if submit:
+        leasing.lease_submit(lease=lease, answers=answers)
+    else:
+        leasing.answers_save(lease=lease, answers=answers[:2])
+    return lease

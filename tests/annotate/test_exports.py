@@ -13,10 +13,9 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from annotate import leasing
-from annotate.models import AdversarialSet, Answer, Lease, Study, Worker
+from annotate.models import AdversarialSet, Answer, Study, Worker
 from annotate.selectors import ARRAY_KEYS, RESPONSE_FIELDS, responses_arrays, study_responses
-from tests.annotate.factories import make_model_row, make_set, make_study
+from tests.annotate.factories import make_model_row, make_set, make_study, work
 
 pytestmark = pytest.mark.django_db
 
@@ -32,20 +31,6 @@ def study() -> Study:
     clean = make_set(8, name="adv-clean", kind=AdversarialSet.Kind.CLEAN, model=model)
     checks = make_set(3, name="checks", kind=AdversarialSet.Kind.ATTENTION, first_source=100)
     return make_study([adversarial, clean], n_assignments=5, size=4, attention=checks, name="s")
-
-
-def work(study: Study, worker_id: str, *, submit: bool = True, offset: int = 0) -> Lease:
-    """A worker answering every item with (position + offset) mod 10, submitted or only saved."""
-    lease = leasing.lease_acquire(study=study, worker_id=worker_id)
-    answers = [
-        {"item": item.key, "label": str((item.position + offset) % 10), "ms": 700 + item.position}
-        for item in lease.assignment.items.all()
-    ]
-    if submit:
-        leasing.lease_submit(lease=lease, answers=answers)
-    else:
-        leasing.answers_save(lease=lease, answers=answers[:2])
-    return lease
 
 
 def test_rows_match_the_database_and_only_submitted_leases_count_by_default(study):

@@ -18,12 +18,11 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotate import leasing
 from annotate.models import AdversarialSet, Lease, Study
 from annotate.results import study_results
 from annotate.selectors import RESPONSE_FIELDS, study_responses
 from annotate.tokens import lease_token
-from tests.annotate.factories import make_model_row, make_set, make_study
+from tests.annotate.factories import make_model_row, make_set, make_study, work
 
 pytestmark = pytest.mark.django_db
 
@@ -37,20 +36,6 @@ def study() -> Study:
     AdversarialSet.objects.filter(pk=clean.pk).update(parent=adversarial)
     checks = make_set(3, name="checks", kind=AdversarialSet.Kind.ATTENTION, first_source=100)
     return make_study([adversarial, clean], n_assignments=5, size=4, attention=checks, name="s.1")
-
-
-def work(study: Study, worker_id: str, *, submit: bool = True, offset: int = 0) -> Lease:
-    """A worker answering every item with (position + offset) mod 10, submitted or only saved."""
-    lease = leasing.lease_acquire(study=study, worker_id=worker_id)
-    answers = [
-        {"item": item.key, "label": str((item.position + offset) % 10), "ms": 700 + item.position}
-        for item in lease.assignment.items.all()
-    ]
-    if submit:
-        leasing.lease_submit(lease=lease, answers=answers)
-    else:
-        leasing.answers_save(lease=lease, answers=answers[:2])
-    return lease
 
 
 @pytest.fixture
