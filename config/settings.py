@@ -159,6 +159,13 @@ BLINDSPOT_DEVICE = os.environ.get("BLINDSPOT_DEVICE", "auto")
 BLINDSPOT_FRAME_ANCESTORS = env_list("BLINDSPOT_FRAME_ANCESTORS")
 BLINDSPOT_WORKER_MAX_BODY = int(os.environ.get("BLINDSPOT_WORKER_MAX_BODY", str(64 * 1024)))
 
+# Amazon Mechanical Turk: sandbox unless MTURK_SANDBOX=0; MTURK_ENDPOINT_URL overrides the
+# requester endpoint (a local test endpoint); credentials come from the standard AWS chain.
+# PUBLIC_BASE_URL (https) is where MTurk's ExternalQuestion sends workers.
+MTURK_SANDBOX = os.environ.get("MTURK_SANDBOX", "1").strip() != "0"
+MTURK_ENDPOINT_URL = os.environ.get("MTURK_ENDPOINT_URL", "").strip() or None
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
