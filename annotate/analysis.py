@@ -154,11 +154,22 @@ def attention_summary(responses: Responses) -> dict[str, np.ndarray]:
     return {"worker": workers, "checks": seen, "passed": ok, "pass_rate": rate}
 
 
+def exclusion_reasons(
+    checks: np.ndarray, passed: np.ndarray, *, rule: ExclusionRule
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per worker, from checks seen and passed: (too few checks, failed checks) under ``rule``."""
+    checks = np.asarray(checks, dtype=np.int64)
+    rate = np.full(len(checks), np.nan)
+    np.divide(np.asarray(passed, dtype=np.float64), checks, out=rate, where=checks > 0)
+    few = checks < rule.min_checks
+    failed = ~few & (checks > 0) & (rate < rule.min_pass_rate - 1e-12)
+    return few, failed
+
+
 def exclude(responses: Responses, *, rule: ExclusionRule) -> tuple[Responses, dict[str, Any]]:
     """Apply ``rule``: the responses with ``worker_excluded`` set, and a report of who and why."""
     summary = attention_summary(responses)
-    few = summary["checks"] < rule.min_checks
-    failed = ~few & (summary["checks"] > 0) & (summary["pass_rate"] < rule.min_pass_rate - 1e-12)
+    few, failed = exclusion_reasons(summary["checks"], summary["passed"], rule=rule)
     excluded_worker = few | failed
     reason = np.where(few, "too_few_checks", np.where(failed, "failed_checks", ""))
     _, index = np.unique(responses.worker, return_inverse=True)

@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db.models import Count
+from django.core.management.base import CommandError
 from django.http import (
     FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
+    JsonResponse,
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, render
@@ -29,41 +31,16 @@ from django.views.decorators.http import require_POST
 
 from annotate import plots
 from annotate.analysis import OUTCOMES
-from annotate.models import Answer, Assignment, Condition, Lease, Stimulus, Study
+from annotate.console_forms import CreateStudyForm, GenerateStimuliForm
+from annotate.jobs import JobError, job_log, job_start
+from annotate.models import AdversarialSet, Condition, Stimulus, Study
+from annotate.progress import studies_with_counts, study_progress
 from annotate.results import study_results
 from annotate.selectors import responses_csv_lines, study_responses
-from annotate.studies import StudyError, study_close, study_open
+from annotate.studies import StudyError, study_close, study_create, study_open
 from robustness.models import TrainedModel
 
 SAMPLES_PER_CONDITION = 4
-
-
-def study_progress(*, studies: list[Study]) -> dict[int, dict[str, int]]:
-    """Per study id: assignments, leases active / submitted / expired, answers (3 queries)."""
-    ids = [s.pk for s in studies]
-    out = {
-        pk: {"assignments": 0, "active": 0, "submitted": 0, "expired": 0, "answers": 0}
-        for pk in ids
-    }
-    for row in Assignment.objects.filter(study__in=ids).values("study").annotate(n=Count("id")):
-        out[row["study"]]["assignments"] = row["n"]
-    for row in (
-        Lease.objects.filter(study__in=ids).values("study", "status").annotate(n=Count("id"))
-    ):
-        out[row["study"]][row["status"]] = row["n"]
-    answers = (
-        Answer.objects.filter(lease__study__in=ids, lease__status=Lease.Status.SUBMITTED)
-        .values("lease__study")
-        .annotate(n=Count("id"))
-    )
-    for row in answers:
-        out[row["lease__study"]]["answers"] = row["n"]
-    for counts in out.values():
-        total = counts["assignments"]
-        counts["open"] = max(0, total - counts["active"] - counts["submitted"])
-        counts["submitted_pct"] = round(100 * counts["submitted"] / total, 1) if total else 0
-        counts["active_pct"] = round(100 * counts["active"] / total, 1) if total else 0
-    return out
 
 
 def metrics_rows(metrics: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -78,14 +55,113 @@ def metrics_rows(metrics: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, metrics)]
 
 
+def set_rows() -> list[dict[str, Any]]:
+    """Every stimulus set with its generation state, for the home page and its live refresh."""
+    rows = []
+    sets = AdversarialSet.objects.select_related("model", "parent").order_by("-created", "-id")
+    for s in sets:
+        total = s.progress_total
+        rows.append(
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "model": s.model.name,
+                "status": s.status,
+                "done": s.progress_done,
+                "total": total,
+                "pct": round(100 * s.progress_done / total, 1) if total else 0.0,
+                "error": s.error,
+            }
+        )
+    return rows
+
+
 @staff_member_required
 def home(request: HttpRequest) -> HttpResponse:
-    """Every study with its live progress, and every model."""
-    studies = list(Study.objects.all())
+    """Every study with its live progress, every stimulus set, every model."""
+    studies = list(studies_with_counts())
     progress = study_progress(studies=studies)
     rows = [{"study": s, **progress[s.pk]} for s in studies]
     models = TrainedModel.objects.only("name", "arch", "defense", "status")
-    return render(request, "console/home.html", {"rows": rows, "models": models})
+    context = {"rows": rows, "sets": set_rows(), "models": models}
+    return render(request, "console/home.html", context)
+
+
+@staff_member_required
+def live_progress(request: HttpRequest) -> JsonResponse:
+    """The home page's numbers as JSON, polled by ``console/live.js`` to move the bars."""
+    studies = list(studies_with_counts())
+    progress = study_progress(studies=studies)
+    body = {
+        "studies": {s.name: {"status": s.status, **progress[s.pk]} for s in studies},
+        "sets": {row["name"]: row for row in set_rows()},
+    }
+    response = JsonResponse(body)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@staff_member_required
+def stimuli_new(request: HttpRequest) -> HttpResponse:
+    """The generate_stimuli form; a valid request starts the command as a background job."""
+    form = GenerateStimuliForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        name = form.cleaned_data["set_name"]
+        try:
+            how = job_start(name, form.argv())
+        except (JobError, CommandError) as exc:
+            messages.error(request, f"{name}: {exc}")
+        else:
+            done = "finished" if how == "inline" else "started; progress below"
+            messages.success(request, f"generating {name}: {done}")
+            return HttpResponseRedirect(reverse("console:home"))
+    context = {
+        "form": form,
+        "heading": "Generate stimuli",
+        "intro": "Runs manage.py generate_stimuli in the background: the high-confidence "
+        "targeted attack through the 8-bit view of the model, then the control sets. "
+        "Progress shows on the home page; starting the same set again resumes it.",
+        "submit": "Start",
+    }
+    return render(request, "console/form.html", context)
+
+
+@staff_member_required
+def set_log(request: HttpRequest, name: str) -> HttpResponse:
+    """The tail of a console-started generation job's log, as plain text."""
+    get_object_or_404(AdversarialSet, name=name)
+    try:
+        text = job_log(name) or "(no log: this set was not generated from the console)"
+    except JobError as exc:
+        raise Http404(str(exc)) from exc
+    return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+@staff_member_required
+def study_new(request: HttpRequest) -> HttpResponse:
+    """The create_study form: a draft study with its frozen design, then its page."""
+    form = CreateStudyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            study = study_create(**form.service_kwargs())
+        except StudyError as exc:
+            form.add_error(None, str(exc))
+        else:
+            plan = study.config["plan"]
+            messages.success(
+                request,
+                f"study {study.name} created (draft): {plan['assignments']} assignments; "
+                "open it when ready",
+            )
+            return HttpResponseRedirect(reverse("console:study", args=[study.name]))
+    context = {
+        "form": form,
+        "heading": "New study",
+        "intro": "Creates a draft study (manage.py create_study): its design is planned and "
+        "frozen now; open it from its page when ready.",
+        "submit": "Create",
+    }
+    return render(request, "console/form.html", context)
 
 
 def _samples(study: Study) -> list[dict[str, Any]]:
@@ -144,7 +220,7 @@ def study_detail(request: HttpRequest, name: str) -> HttpResponse:
         "chart": mark_safe(chart),  # noqa: S308 — matplotlib's SVG escapes its text
         "samples": _samples(study),
         "workers": result["exclusions"]["workers"],
-        "progress": study_progress(studies=[study])[study.pk],
+        "progress": study_progress(studies=studies_with_counts().filter(pk=study.pk))[study.pk],
     }
     return render(request, "console/study.html", context)
 
@@ -201,7 +277,7 @@ def stimulus_image(request: HttpRequest, pk: int, which: str) -> HttpResponse:
         raise Http404("no such image")
     try:
         handle = field.open("rb")
-    except (FileNotFoundError, OSError) as exc:
+    except (OSError, BotoCoreError, ClientError) as exc:
         raise Http404("image missing from storage") from exc
     response = FileResponse(handle, content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"

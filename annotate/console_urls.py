@@ -8,6 +8,10 @@ app_name = "console"
 
 urlpatterns = [
     path("", console.home, name="home"),
+    path("progress.json", console.live_progress, name="progress"),
+    path("stimuli/new/", console.stimuli_new, name="stimuli-new"),
+    path("sets/<str:name>/log.txt", console.set_log, name="set-log"),
+    path("studies/new/", console.study_new, name="study-new"),
     path("studies/<str:name>/", console.study_detail, name="study"),
     path("studies/<str:name>/open/", console.study_open_view, name="study-open"),
     path("studies/<str:name>/close/", console.study_close_view, name="study-close"),

@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.db import IntegrityError, connection, transaction
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
@@ -435,7 +436,7 @@ def _data_uri(image: FieldFile) -> str:
     try:
         with image.open("rb") as fh:
             data = fh.read()
-    except OSError:
+    except (OSError, BotoCoreError, ClientError):  # a missing file; a remote store refusing
         logger.error("image file %r is missing or unreadable", image.name)
         raise ImageUnavailable() from None
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce, Now
+from django.db.models import Count, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
@@ -21,8 +20,9 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate.models import AdversarialSet, Assignment, Condition, Lease, Stimulus, Study
+from annotate.models import AdversarialSet, Stimulus, Study
 from annotate.permissions import IsStaff
+from annotate.progress import studies_with_counts, study_progress
 from annotate.results import study_results
 from annotate.selectors import responses_csv_lines, study_responses
 from annotate.staff_serializers import (
@@ -182,37 +182,6 @@ class StimulusViewSet(StaffViewSet):
         return Stimulus.objects.select_related("set").order_by("set_id", "source_index")
 
 
-def _count(model: type, *conditions: Q, **filters: Any) -> Coalesce:
-    """A correlated count of ``model`` rows of the outer study (a subquery: no join fan-out)."""
-    rows = (
-        model.objects.filter(*conditions, study=OuterRef("pk"), **filters)
-        .order_by()
-        .values("study")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return Coalesce(Subquery(rows, output_field=IntegerField()), Value(0))
-
-
-def studies_with_progress() -> QuerySet[Study]:
-    """Studies with conditions prefetched and live counts annotated (``n_*``), in one query each.
-
-    An active lease past its expiry counts as expired, as the next lease request will find it.
-    """
-    stale = Q(status=Lease.Status.EXPIRED) | Q(status=Lease.Status.ACTIVE, expires__lte=Now())
-    conditions = Condition.objects.select_related("set__model").order_by("position")
-    return (
-        Study.objects.prefetch_related(Prefetch("conditions", queryset=conditions))
-        .annotate(
-            n_assignments=_count(Assignment),
-            n_active=_count(Lease, status=Lease.Status.ACTIVE, expires__gt=Now()),
-            n_submitted=_count(Lease, status=Lease.Status.SUBMITTED),
-            n_expired=_count(Lease, stale),
-        )
-        .order_by("-created", "-id")
-    )
-
-
 @extend_schema_view(list=extend_schema(parameters=[StudyFilter]))
 class StudyViewSet(StaffViewSet):
     """Studies by name with conditions and live progress; results and exports as actions."""
@@ -226,7 +195,17 @@ class StudyViewSet(StaffViewSet):
     def get_queryset(self) -> QuerySet[Study]:
         if self.action in ("results", "export"):
             return Study.objects.all()
-        return studies_with_progress()
+        return studies_with_counts()
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> serializers.BaseSerializer:
+        """Serializers of studies get their progress for the whole page at once (2 queries)."""
+        if args and self.action in ("list", "retrieve"):
+            studies = args[0] if kwargs.get("many") else [args[0]]
+            kwargs["context"] = {
+                **self.get_serializer_context(),
+                "progress": study_progress(studies=studies),
+            }
+        return super().get_serializer(*args, **kwargs)
 
     @extend_schema(
         parameters=[ResultsQuery],

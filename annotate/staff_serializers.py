@@ -128,7 +128,11 @@ class ProgressSerializer(serializers.Serializer):
     open = serializers.IntegerField(help_text="assignments with no active or submitted lease")
     leases_active = serializers.IntegerField()
     leases_submitted = serializers.IntegerField()
+    leases_excluded = serializers.IntegerField(
+        help_text="submitted by workers the study's exclusion rule excludes"
+    )
     leases_expired = serializers.IntegerField(help_text="expired, or active past their expiry")
+    workers_excluded = serializers.IntegerField()
 
 
 class StudySerializer(serializers.ModelSerializer):
@@ -163,14 +167,16 @@ class StudySerializer(serializers.ModelSerializer):
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, study: Study) -> dict[str, int]:
-        """The annotated counts; ``open`` is what no live lease holds (one per assignment)."""
-        live = study.n_active + study.n_submitted
+        """The study's counts from :func:`annotate.progress.study_progress` (batched per page)."""
+        p = self.context["progress"][study.pk]
         return ProgressSerializer(
             {
-                "assignments": study.n_assignments,
-                "open": max(study.n_assignments - live, 0),
-                "leases_active": study.n_active,
-                "leases_submitted": study.n_submitted,
-                "leases_expired": study.n_expired,
+                "assignments": p["assignments"],
+                "open": p["open"],
+                "leases_active": p["leased"],
+                "leases_submitted": p["submitted"] + p["excluded"],
+                "leases_excluded": p["excluded"],
+                "leases_expired": p["expired"],
+                "workers_excluded": p["workers_excluded"],
             }
         ).data

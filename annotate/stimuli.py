@@ -438,7 +438,7 @@ def _adversarial_chunk(
     return _rows(row, columns), shown, clean
 
 
-def stimulus_set_generate(
+def stimulus_set_check(
     *,
     model: TrainedModel,
     name: str | None = None,
@@ -447,19 +447,15 @@ def stimulus_set_generate(
     target: str = "closest",
     confidence: float | str = "original",
     seed: int = 0,
-    device: str | None = None,
     batch_size: int = 500,
     steps: int = HC_STEPS,
     replace: bool = False,
     controls: Sequence[str] = (),
-    progress: Progress | None = None,
-) -> AdversarialSet:
-    """Generate, continue or (when complete) return the high-confidence adversarial set ``name``.
+) -> tuple[str, dict[str, Any], list[str]]:
+    """Validate a generation request without running it: (set name, parameters, control kinds).
 
-    Sources are the first ``limit`` images of ``split`` (name default: ``{model}-hc``); chunks of
-    ``batch_size`` are committed as they finish, and ``progress(name, done, total)`` is called at
-    the start and after each chunk. The same name with other parameters is refused unless
-    ``replace``. ``controls`` then builds those control sets (:func:`control_sets_generate`).
+    Raises StimulusError for a bad value, an unusable model, or an existing set of that name
+    made with other parameters (unless ``replace``); the console checks before it launches.
     """
     name = name or f"{model.name}-hc"
     _check_name(name)
@@ -489,11 +485,51 @@ def stimulus_set_generate(
     }
 
     row = AdversarialSet.objects.select_related("model").filter(name=name).first()
+    if row is not None and not replace:
+        _check_same(row, AdversarialSet.Kind.ADVERSARIAL, model, params, hint="; pass --replace")
+    return name, params, kinds
+
+
+def stimulus_set_generate(
+    *,
+    model: TrainedModel,
+    name: str | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    target: str = "closest",
+    confidence: float | str = "original",
+    seed: int = 0,
+    device: str | None = None,
+    batch_size: int = 500,
+    steps: int = HC_STEPS,
+    replace: bool = False,
+    controls: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> AdversarialSet:
+    """Generate, continue or (when complete) return the high-confidence adversarial set ``name``.
+
+    Sources are the first ``limit`` images of ``split`` (name default: ``{model}-hc``); chunks of
+    ``batch_size`` are committed as they finish, and ``progress(name, done, total)`` is called at
+    the start and after each chunk. The same name with other parameters is refused unless
+    ``replace``. ``controls`` then builds those control sets (:func:`control_sets_generate`).
+    """
+    name, params, kinds = stimulus_set_check(
+        model=model,
+        name=name,
+        split=split,
+        limit=limit,
+        target=target,
+        confidence=confidence,
+        seed=seed,
+        batch_size=batch_size,
+        steps=steps,
+        replace=replace,
+        controls=controls,
+    )
+    row = AdversarialSet.objects.select_related("model").filter(name=name).first()
     if row is not None and replace:
         stimulus_set_delete(row=row)
         row = None
-    if row is not None:
-        _check_same(row, AdversarialSet.Kind.ADVERSARIAL, model, params, hint="; pass --replace")
     if row is None or not _complete(row, row.progress_total):
         row = _fill_adversarial(model, name, row, params, device, progress)
     if kinds:

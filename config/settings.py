@@ -7,13 +7,14 @@ PostgreSQL ``DATABASE_URL``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
+
+from config.storage import storages_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("BLINDSPOT_VAR_DIR", BASE_DIR / "var"))
@@ -132,21 +133,13 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise serves collectstati
 MEDIA_URL = os.environ.get("MEDIA_URL", "media/")
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 
-# Files go through Django's storage API. "default" holds media (stimulus images later);
-# "artifacts" holds model checkpoints. BLINDSPOT_STORAGES (JSON) replaces or adds aliases,
-# e.g. {"artifacts": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {...}}}.
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "artifacts": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(VAR_DIR / "artifacts"), "base_url": None},
-    },
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-}
-try:
-    STORAGES.update(json.loads(os.environ.get("BLINDSPOT_STORAGES", "") or "{}"))
-except json.JSONDecodeError as exc:
-    raise ImproperlyConfigured(f"BLINDSPOT_STORAGES is not valid JSON: {exc}") from exc
+# Files go through Django's storage API. "default" holds media (stimulus images); "artifacts"
+# holds model checkpoints. BLINDSPOT_STORAGE=s3 moves stimuli (and with BLINDSPOT_S3_ARTIFACTS=1
+# checkpoints) to a private S3 bucket (docs/storage.md). BLINDSPOT_STORAGES (JSON) then replaces
+# or adds aliases, e.g. {"artifacts": {"BACKEND": "storages.backends.s3.S3Storage", ...}}.
+STORAGES = storages_from_env(
+    os.environ, var_dir=VAR_DIR, s3_artifacts=env_bool("BLINDSPOT_S3_ARTIFACTS", False)
+)
 
 # Robustness library: where datasets are cached and checkpoints are written while training,
 # and which device trains ("auto" = CUDA when available, else CPU).
@@ -158,6 +151,15 @@ BLINDSPOT_DEVICE = os.environ.get("BLINDSPOT_DEVICE", "auto")
 # worker sites), and the largest request body the worker API accepts.
 BLINDSPOT_FRAME_ANCESTORS = env_list("BLINDSPOT_FRAME_ANCESTORS")
 BLINDSPOT_WORKER_MAX_BODY = int(os.environ.get("BLINDSPOT_WORKER_MAX_BODY", str(64 * 1024)))
+
+# Console jobs (generating stimuli): "process" runs manage.py detached, logging to
+# BLINDSPOT_JOBS_DIR; "inline" runs it inside the request (tests, single-process setups).
+BLINDSPOT_CONSOLE_JOBS = os.environ.get("BLINDSPOT_CONSOLE_JOBS", "process")
+if BLINDSPOT_CONSOLE_JOBS not in ("process", "inline"):
+    raise ImproperlyConfigured(
+        f"BLINDSPOT_CONSOLE_JOBS must be 'process' or 'inline', got {BLINDSPOT_CONSOLE_JOBS!r}"
+    )
+BLINDSPOT_JOBS_DIR = Path(os.environ.get("BLINDSPOT_JOBS_DIR", VAR_DIR / "jobs"))
 
 # Amazon Mechanical Turk: sandbox unless MTURK_SANDBOX=0; MTURK_ENDPOINT_URL overrides the
 # requester endpoint (a local test endpoint); credentials come from the standard AWS chain.

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import timezone
 
 from annotate import leasing, plots
 from annotate.analysis import OUTCOMES
 from annotate.console import fmt_pct, metrics_rows
-from annotate.models import AdversarialSet, Study
+from annotate.models import AdversarialSet, Lease, Study
 from annotate.results import study_results
 from annotate.selectors import RESPONSE_FIELDS
 from tests.annotate.factories import make_model_row, make_set, make_study
@@ -134,16 +136,38 @@ def test_simulated_study_is_badged_on_home_and_study_page(client, staff):
 
 
 def test_home_progress_counts(client, staff):
-    answered_study()
+    answered_study()  # worker-3 fails the attention check: their assignment counts as excluded
     response = client.get(reverse("console:home"))
     (row,) = response.context["rows"]
-    assert row["assignments"] == 4 and row["submitted"] == 4 and row["active"] == 0
+    assert row["assignments"] == 4 and row["leased"] == 0 and row["open"] == 0
+    assert row["submitted"] == 3 and row["excluded"] == 1 and row["workers_excluded"] == 1
     assert row["answers"] == 4 * 5
+    assert row["pct"] == {"submitted": 75.0, "excluded": 25.0, "leased": 0.0, "open": 0.0}
     other = make_study(name="second", n_assignments=4)
     leasing.lease_acquire(study=other, worker_id="w")
     rows = {r["study"].name: r for r in client.get(reverse("console:home")).context["rows"]}
-    assert rows["second"]["active"] == 1 and rows["second"]["submitted_pct"] == 0
-    assert rows["second"]["active_pct"] == 25.0
+    assert rows["second"]["leased"] == 1 and rows["second"]["open"] == 3
+    assert rows["second"]["pct"]["leased"] == 25.0 and rows["second"]["pct"]["submitted"] == 0
+
+
+def test_overdue_lease_counts_as_expired_in_console_and_api_alike(client, staff):
+    study = make_study(name="late", n_assignments=3)
+    lease = leasing.lease_acquire(study=study, worker_id="w")
+    Lease.objects.filter(pk=lease.pk).update(expires=timezone.now() - dt.timedelta(seconds=1))
+    (row,) = client.get(reverse("console:home")).context["rows"]
+    assert (row["leased"], row["expired"], row["open"]) == (0, 1, 3)
+    api = client.get(reverse("staff-api:study-detail", args=[study.name])).json()["progress"]
+    assert (api["leases_active"], api["leases_expired"], api["open"]) == (0, 1, 3)
+
+
+def test_live_progress_json_matches_the_home_page(client, staff):
+    study = answered_study()
+    data = client.get(reverse("console:progress")).json()
+    (row,) = client.get(reverse("console:home")).context["rows"]
+    live = data["studies"][study.name]
+    for key in ("assignments", "leased", "submitted", "excluded", "open", "answers", "pct"):
+        assert live[key] == row[key]
+    assert data["sets"]["adv-a"]["kind"] == "adversarial"
 
 
 def test_csv_and_json_exports_parse_and_hold_every_answer(client, staff):

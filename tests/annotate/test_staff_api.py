@@ -175,7 +175,9 @@ def test_study_detail_has_conditions_and_live_progress(client, study):
         "open": 3,
         "leases_active": 1,
         "leases_submitted": 1,
+        "leases_excluded": 1,  # alice's answers miss her attention check: the rule excludes her
         "leases_expired": 1,
+        "workers_excluded": 1,
     }
     url = reverse("staff-api:study-list")
     assert client.get(url, {"set": "adv-clean"}).json()["count"] == 1

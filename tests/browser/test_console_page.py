@@ -69,3 +69,26 @@ def test_staff_log_in_and_see_the_study_page(live_server, browser, artifacts_dir
     page.get_by_role("button", name="Close study").click()
     expect(page.locator(".messages")).to_contain_text("now closed")
     page.close()
+
+
+def test_home_page_bars_move_without_a_reload(live_server, browser, artifacts_dir, client):
+    study = make_study(name="live-demo", n_assignments=4)
+    user = get_user_model().objects.create_user("staff2", password="secret-pw", is_staff=True)
+    client.force_login(user)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    cookie = client.cookies["sessionid"]
+    page.context.add_cookies([{"name": "sessionid", "value": cookie.value, "url": live_server.url}])
+    page.goto(f"{live_server.url}/console/")
+    row = page.locator('tr[data-study="live-demo"]')
+    expect(row.locator('[data-count="open"]').first).to_have_text("4")
+    lease = leasing.lease_acquire(study=study, worker_id="w-live")  # while the page is open
+    expect(row.locator('td[data-count="leased"]')).to_have_text("1", timeout=20_000)
+    width = row.locator('[data-seg="leased"]').evaluate("el => el.style.width")
+    assert width == "25%"
+    leasing.lease_submit(
+        lease=lease,
+        answers=[{"item": i.key, "label": "3", "ms": 500} for i in lease.assignment.items.all()],
+    )
+    expect(row.locator('td[data-count="submitted"]')).to_have_text("1", timeout=20_000)
+    page.screenshot(path=artifacts_dir / "console-home.png", full_page=True)
+    page.close()

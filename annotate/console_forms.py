@@ -1,0 +1,151 @@
+"""The console's forms: generate a stimulus set, create a study (the commands' options, as forms).
+
+Each form checks what the service would refuse before anything runs, so a researcher sees the
+problem next to the field instead of in a failed job's log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from annotate.models import AdversarialSet, Study
+from annotate.stimuli import CONTROL_KINDS, HC_STEPS, StimulusError, stimulus_set_check
+from robustness.models import TrainedModel
+
+
+class GenerateStimuliForm(forms.Form):
+    """``manage.py generate_stimuli``: a model's high-confidence set and its control sets."""
+
+    model = forms.ModelChoiceField(
+        queryset=TrainedModel.objects.filter(status=TrainedModel.Status.DONE).order_by("name"),
+        to_field_name="name",
+        help_text="a trained model from the registry",
+    )
+    name = forms.SlugField(required=False, max_length=90, help_text="set name (default: MODEL-hc)")
+    split = forms.ChoiceField(choices=[("test", "test"), ("valid", "valid")], initial="test")
+    limit = forms.IntegerField(
+        required=False, min_value=1, help_text="only the first N images (empty: the whole split)"
+    )
+    target = forms.ChoiceField(
+        choices=[("closest", "closest (second most likely class)"), ("random", "random")],
+        initial="closest",
+    )
+    confidence = forms.CharField(
+        initial="original",
+        max_length=20,
+        help_text="'original' (the clean image's confidence) or a number in (0, 1)",
+    )
+    controls = forms.MultipleChoiceField(
+        choices=[(k, k) for k in CONTROL_KINDS],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="control sets built from the same sources",
+    )
+    seed = forms.IntegerField(initial=0)
+    steps = forms.IntegerField(initial=HC_STEPS, min_value=1, max_value=10_000)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            name, _, _ = stimulus_set_check(
+                model=data["model"],
+                name=data["name"] or None,
+                split=data["split"],
+                limit=data["limit"],
+                target=data["target"],
+                confidence=data["confidence"],
+                seed=data["seed"],
+                steps=data["steps"],
+                controls=data["controls"],
+            )
+        except StimulusError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        data["set_name"] = name
+        return data
+
+    def argv(self) -> list[str]:
+        """The ``manage.py`` arguments that run this request."""
+        d = self.cleaned_data
+        argv = [
+            "generate_stimuli",
+            "--model", d["model"].name,
+            "--name", d["set_name"],
+            "--split", d["split"],
+            "--target", d["target"],
+            "--confidence", str(d["confidence"]),
+            "--seed", str(d["seed"]),
+            "--steps", str(d["steps"]),
+            "--no-progress",
+        ]  # fmt: skip
+        if d["limit"]:
+            argv += ["--limit", str(d["limit"])]
+        if d["controls"]:
+            argv += ["--controls", ",".join(d["controls"])]
+        return argv
+
+
+class CreateStudyForm(forms.Form):
+    """``manage.py create_study``: a draft study whose conditions are stimulus sets."""
+
+    name = forms.SlugField(max_length=100)
+    title = forms.CharField(max_length=200, required=False, help_text="shown to workers")
+    sets = forms.ModelMultipleChoiceField(
+        queryset=AdversarialSet.objects.filter(status=AdversarialSet.Status.DONE)
+        .exclude(kind=AdversarialSet.Kind.ATTENTION)
+        .order_by("name"),
+        to_field_name="name",
+        widget=forms.CheckboxSelectMultiple,
+        help_text="one condition each (adversarial sets and their controls)",
+    )
+    design = forms.ChoiceField(choices=Study.Design.choices, initial=Study.Design.PARTITION)
+    size = forms.IntegerField(initial=25, min_value=2, max_value=200, label="images per assignment")
+    attention_checks = forms.IntegerField(initial=2, min_value=0, max_value=20)
+    raters = forms.IntegerField(initial=1, min_value=1, max_value=50, label="raters per image")
+    per_worker = forms.IntegerField(
+        initial=1, min_value=1, max_value=100, label="assignments per worker"
+    )
+    lease_minutes = forms.IntegerField(initial=30, min_value=1, max_value=24 * 60)
+    limit = forms.IntegerField(
+        required=False, min_value=1, help_text="use only the first N sources"
+    )
+    attention_set = forms.ModelChoiceField(
+        queryset=AdversarialSet.objects.filter(
+            kind=AdversarialSet.Kind.ATTENTION, status=AdversarialSet.Status.DONE
+        ),
+        to_field_name="name",
+        required=False,
+        help_text="empty: generated from the first condition's model",
+    )
+    seed = forms.IntegerField(initial=0)
+    instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if name == "new":
+            raise forms.ValidationError("'new' is reserved; choose another name")
+        if Study.objects.filter(name=name).exists():
+            raise forms.ValidationError(f"a study named {name!r} exists already")
+        return name
+
+    def service_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`annotate.studies.study_create`."""
+        d = self.cleaned_data
+        return {
+            "name": d["name"],
+            "set_names": [s.name for s in d["sets"]],
+            "design": d["design"],
+            "size": d["size"],
+            "attention_checks": d["attention_checks"],
+            "raters": d["raters"],
+            "assignments_per_worker": d["per_worker"],
+            "lease_seconds": 60 * d["lease_minutes"],
+            "seed": d["seed"],
+            "instructions": d["instructions"].strip() or None,
+            "title": d["title"].strip() or None,
+            "attention_set": d["attention_set"].name if d["attention_set"] else None,
+            "limit": d["limit"],
+        }
