@@ -8,8 +8,12 @@ from annotate.models import (
     Assignment,
     Condition,
     Event,
+    Hit,
+    HitAssignment,
     Item,
     Lease,
+    MTurkCall,
+    MTurkQualification,
     Stimulus,
     Study,
     Worker,
@@ -108,3 +112,44 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the MTurk commands keep in step with MTurk: browse them, change them there."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Hit)
+class HitAdmin(ReadOnlyAdmin):
+    list_display = ["hit_id", "study", "sandbox", "index", "max_assignments", "reward", "status"]
+    list_filter = ["sandbox", "status", "study"]
+    search_fields = ["hit_id", "hit_type_id", "request_token"]
+
+
+@admin.register(HitAssignment)
+class HitAssignmentAdmin(ReadOnlyAdmin):
+    list_display = ["assignment_id", "worker_id", "hit", "mturk_status", "lease", "bonus"]
+    list_filter = ["mturk_status", "hit__sandbox"]
+    search_fields = ["assignment_id", "worker_id", "hit__hit_id"]
+
+
+@admin.register(MTurkQualification)
+class MTurkQualificationAdmin(ReadOnlyAdmin):
+    list_display = ["name", "sandbox", "type_id", "created"]
+
+
+@admin.register(MTurkCall)
+class MTurkCallAdmin(ReadOnlyAdmin):
+    """The audit trail of every MTurk call: evidence, never edited."""
+
+    list_display = ["at", "operation", "sandbox", "study", "ok", "error_code", "attempts"]
+    list_filter = ["ok", "sandbox", "operation"]
+    search_fields = ["operation", "error_code", "message"]

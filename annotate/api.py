@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import errors, leasing
+from annotate.models import Study
 from annotate.serializers import (
     AnswersInput,
     LeaseInput,
@@ -94,6 +95,10 @@ class LeaseView(WorkerAPIView):
 
     def post(self, request: Request, study_key: str) -> Response:
         study = leasing.study_for_key(study_key)
+        if study.provider != Study.Provider.LOCAL:
+            raise errors.InvalidSubmission(
+                "This study recruits through its provider's page; open the task there."
+            )
         data = parse(LeaseInput, self.data(request))
         lease = leasing.lease_acquire(study=study, worker_id=data.get("worker_id") or None)
         token = lease_token(lease)

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from annotate import console
+from annotate.mturk import console as mturk_console
 
 app_name = "console"
 
@@ -22,4 +23,10 @@ urlpatterns = [
     ),
     path("stimuli/<int:pk>/<str:which>.png", console.stimulus_image, name="stimulus-image"),
     path("models/<str:name>/", console.model_detail, name="model"),
+    path("studies/<str:name>/mturk/", mturk_console.study_mturk, name="study-mturk"),
+    path(
+        "studies/<str:name>/mturk/<str:action>/",
+        mturk_console.study_mturk_action,
+        name="study-mturk-action",
+    ),
 ]

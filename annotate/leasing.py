@@ -64,8 +64,8 @@ def study_for_key(key: str) -> Study:
     return study
 
 
-def _worker(worker_id: str | None) -> Worker:
-    """The panel's worker (created on first sight), or a fresh anonymous one."""
+def _worker(worker_id: str | None, source: str = Worker.Source.PANEL) -> Worker:
+    """The panel's worker (created on first sight, from ``source``), or a fresh anonymous one."""
     if not worker_id:
         return Worker.objects.create(
             external_id=f"anon-{opaque_key()}", source=Worker.Source.ANONYMOUS
@@ -75,7 +75,7 @@ def _worker(worker_id: str | None) -> Worker:
             "The worker id must be 1–100 letters, digits or . _ : @ - characters."
         )
     try:
-        worker, _ = Worker.objects.get_or_create(external_id=worker_id)
+        worker, _ = Worker.objects.get_or_create(external_id=worker_id, defaults={"source": source})
     except IntegrityError:  # created concurrently by the same person's other request
         worker = Worker.objects.get(external_id=worker_id)
     return worker
@@ -140,6 +140,7 @@ def lease_acquire(
     study: Study,
     worker_id: str | None,
     provider_ref: str = "",
+    source: str = Worker.Source.PANEL,
     now: dt.datetime | None = None,
     skip_locked: bool | None = None,
 ) -> Lease:
@@ -150,7 +151,7 @@ def lease_acquire(
     """
     now = now or timezone.now()
     skip_locked = use_skip_locked() if skip_locked is None else skip_locked
-    worker = _worker(worker_id)
+    worker = _worker(worker_id, source)
     leases_expire(study=study, now=now)
     limit = study.assignments_per_worker
     for _ in range(ATTEMPTS):
@@ -264,7 +265,7 @@ def lease_payload(lease: Lease) -> dict[str, Any]:
         key: {"label": label, "ms": ms}
         for key, label, ms in lease.answers.values_list("item__key", "label", "response_ms")
     }
-    images = [_data_uri(item.stimulus.image) for item in items]
+    images = [image_data_uri(item.stimulus.image) for item in items]
     _log(Event.Kind.SERVED, study=lease.study, lease=lease)
     return {
         "items": [
@@ -431,7 +432,7 @@ class ImageUnavailable(errors.WorkError):
     message = "An image of this task is unavailable; please tell us."
 
 
-def _data_uri(image: FieldFile) -> str:
+def image_data_uri(image: FieldFile) -> str:
     """The stored PNG, byte for byte, as a ``data:`` URI (read through the storage API)."""
     try:
         with image.open("rb") as fh:

@@ -20,12 +20,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotate import errors
-from annotate.leasing import lease_acquire, lease_from_token, study_for_key
-from annotate.models import Lease, Study
+from annotate.leasing import image_data_uri, lease_acquire, lease_from_token, study_for_key
+from annotate.models import Item, Lease, Study
+from annotate.mturk import handshake
+from annotate.mturk.qualifications import grant_repeat_qualification
 from annotate.tokens import lease_token
 
 # MTurk sends this assignmentId while a worker only previews a HIT: show, but do not lease.
-MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
+MTURK_PREVIEW = handshake.PREVIEW
 
 # Headings and hints of the error pages; the message itself comes from the exception.
 ERROR_PAGES: dict[type[errors.WorkError], tuple[str, str]] = {
@@ -48,27 +50,45 @@ ERROR_PAGES: dict[type[errors.WorkError], tuple[str, str]] = {
 }
 
 
-def content_security_policy() -> str:
-    """The worker pages' CSP: our own files only, framed by ourselves and the allowed sites."""
-    ancestors = " ".join(["'self'", *settings.BLINDSPOT_FRAME_ANCESTORS])
+def content_security_policy(
+    *, frame_ancestors: tuple[str, ...] = (), form_action: tuple[str, ...] = ()
+) -> str:
+    """The worker pages' CSP: our own files only, framed by ourselves and the allowed sites
+    (plus ``frame_ancestors``), forms posting to ourselves (plus ``form_action``)."""
+    ancestors = " ".join(["'self'", *settings.BLINDSPOT_FRAME_ANCESTORS, *frame_ancestors])
+    actions = " ".join(["'self'", *form_action])
     return (
         f"frame-ancestors {ancestors}; default-src 'self'; img-src 'self' data:; "
-        "script-src 'self'; style-src 'self'; base-uri 'none'; form-action 'self'"
+        f"script-src 'self'; style-src 'self'; base-uri 'none'; form-action {actions}"
     )
 
 
 def worker_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Give a worker view its headers: no caching, no referrer, CSP framing instead of XFO."""
+    """Give a worker view its headers: no caching, no referrer, CSP framing instead of XFO.
+
+    A view widens the CSP for one response through ``response.csp`` (keyword arguments of
+    :func:`content_security_policy`), e.g. to be framed by MTurk and post back to it.
+    """
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         response = view(request, *args, **kwargs)
         response["Cache-Control"] = "no-store"
         response["Referrer-Policy"] = "no-referrer"
-        response["Content-Security-Policy"] = content_security_policy()
+        response["Content-Security-Policy"] = content_security_policy(
+            **getattr(response, "csp", {})
+        )
         return response
 
     return xframe_options_exempt(wrapped)
+
+
+def _for_study(response: HttpResponse, study: Study, **csp: tuple[str, ...]) -> HttpResponse:
+    """Let the study's recruiting site frame the response (MTurk's worker sites for MTurk)."""
+    if study.provider == Study.Provider.MTURK:
+        csp["frame_ancestors"] = handshake.FRAME_ANCESTORS
+    response.csp = csp
+    return response
 
 
 def error_page(request: HttpRequest, exc: errors.WorkError) -> HttpResponse:
@@ -84,7 +104,17 @@ def _panel_params(data: QueryDict) -> dict[str, str]:
         "worker_id": (data.get("worker_id") or data.get("workerId") or "").strip(),
         "assignment_id": (data.get("assignment_id") or data.get("assignmentId") or "").strip(),
         "hit_id": (data.get("hit_id") or data.get("hitId") or "").strip(),
+        "turk_submit_to": (data.get("turk_submit_to") or data.get("turkSubmitTo") or "").strip(),
     }
+
+
+def _accept(params: dict[str, str]) -> handshake.Accept:
+    return handshake.Accept(
+        assignment_id=params["assignment_id"],
+        hit_id=params["hit_id"],
+        worker_id=params["worker_id"],
+        turk_submit_to=params["turk_submit_to"],
+    )
 
 
 def _entry(
@@ -100,9 +130,26 @@ def _entry(
         "study": study,
         "params": params,
         "preview": params["assignment_id"] == MTURK_PREVIEW,
+        "example": example_image(study),
         "error": error,
     }
-    return render(request, "annotate/entry.html", context, status=status)
+    return _for_study(render(request, "annotate/entry.html", context, status=status), study)
+
+
+def example_image(study: Study) -> str | None:
+    """A clean digit of the study's attention checks as a data URI, for the instructions."""
+    item = (
+        Item.objects.filter(assignment__study=study, is_attention=True)
+        .select_related("stimulus")
+        .order_by("assignment__index", "position")
+        .first()
+    )
+    if item is None:
+        return None
+    try:
+        return image_data_uri(item.stimulus.image)
+    except errors.WorkError:
+        return None
 
 
 @worker_page
@@ -113,7 +160,12 @@ def study_entry(request: HttpRequest, study_key: str) -> HttpResponse:
         study = study_for_key(study_key)
     except errors.WorkError as exc:
         return error_page(request, exc)
-    return _entry(request, study, _panel_params(request.GET))
+    params = _panel_params(request.GET)
+    if study.provider == Study.Provider.MTURK and _accept(params).complete:
+        bound = handshake.binding(study, _accept(params))
+        if bound is not None and bound.lease is not None and bound.lease.status in handshake.LIVE:
+            return redirect("annotate:work", token=lease_token(bound.lease))  # a reload
+    return _entry(request, study, params)
 
 
 @worker_page
@@ -136,13 +188,20 @@ def study_start(request: HttpRequest, study_key: str) -> HttpResponse:
         message = "Please tick the box to agree before you start."
         return _entry(request, study, params, error=message, status=400)
     try:
-        lease = lease_acquire(
-            study=study,
-            worker_id=params["worker_id"] or None,
-            provider_ref=params["assignment_id"],
-        )
+        if study.provider == Study.Provider.MTURK:
+            lease = handshake.accept_lease(study=study, accept=_accept(params))
+        else:
+            lease = lease_acquire(
+                study=study,
+                worker_id=params["worker_id"] or None,
+                provider_ref=params["assignment_id"],
+            )
     except errors.WorkError as exc:
-        return error_page(request, exc)
+        return _for_study(error_page(request, exc), study)
+    if study.provider == Study.Provider.MTURK and study.provider_options.get(
+        "exclude_previous_workers"
+    ):
+        grant_repeat_qualification(study=study, worker_id=params["worker_id"])
     return redirect("annotate:work", token=lease_token(lease))
 
 
@@ -161,7 +220,7 @@ def work_page(request: HttpRequest, token: str) -> HttpResponse:
         "api_url": reverse("annotate:api-work", args=[token]),
         "done_url": reverse("annotate:work-done", args=[token]),
     }
-    return render(request, "annotate/work.html", context)
+    return _for_study(render(request, "annotate/work.html", context), lease.study)
 
 
 @worker_page
@@ -174,4 +233,7 @@ def work_done(request: HttpRequest, token: str) -> HttpResponse:
         return error_page(request, exc)
     if lease.status != Lease.Status.SUBMITTED:
         return redirect("annotate:work", token=token)
-    return render(request, "annotate/done.html", {"lease": lease, "study": lease.study})
+    mturk = handshake.external_submit(lease)
+    context = {"lease": lease, "study": lease.study, "mturk": mturk}
+    response = render(request, "annotate/done.html", context)
+    return _for_study(response, lease.study, form_action=(mturk["origin"],) if mturk else ())

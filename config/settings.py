@@ -8,6 +8,7 @@ PostgreSQL ``DATABASE_URL``.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -111,6 +112,16 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Test on a file, not the shared in-memory
+    # database, so the browser tests' threaded live server gets a connection per thread.
+    # IMMEDIATE: a transaction takes the write lock when it begins, so two writers queue
+    # instead of one failing at once when it upgrades a read lock.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    )
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"blindspot-test-{os.getpid()}.sqlite3")
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

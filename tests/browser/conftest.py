@@ -6,6 +6,8 @@ Screenshots go to ``var/test-artifacts/`` (or ``$BLINDSPOT_TEST_ARTIFACTS``) and
 from __future__ import annotations
 
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,30 @@ def browser(django_db_setup):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+class PanelPage(BaseHTTPRequestHandler):
+    """A recruiting panel on another site: one page framing the study link."""
+
+    html = b""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(self.html)))
+        self.end_headers()
+        self.wfile.write(self.html)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def panel_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PanelPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()

@@ -7,15 +7,14 @@ server; screenshots are kept in the artifacts folder (see conftest.py).
 from __future__ import annotations
 
 import re
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.utils import timezone
 
 from annotate.models import AdversarialSet, Answer, Lease, Study
 from tests.annotate.factories import make_model_row, make_set, make_study
+from tests.browser.conftest import PanelPage
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect = sync_api.expect
@@ -207,33 +206,6 @@ def test_a_lease_that_expires_midway_is_explained_and_locked(live_server, browse
     page.screenshot(path=artifacts_dir / "grid-expired.png")
     assert stored_labels(Lease.objects.get()) == ["1", "2"]
     context.close()
-
-
-class PanelPage(BaseHTTPRequestHandler):
-    """A recruiting panel on another site: one page framing the study link."""
-
-    html = b""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(self.html)))
-        self.end_headers()
-        self.wfile.write(self.html)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def panel_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), PanelPage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
 
 
 def test_inside_a_third_party_iframe_with_cookies_blocked(

@@ -1,0 +1,521 @@
+"""An in-memory MTurk requester endpoint (JSON 1.1 over HTTP) for tests and local trials.
+
+Speaks the protocol the real boto3 client speaks: ``POST /`` with ``X-Amz-Target:
+MTurkRequesterServiceV20170117.<Operation>``, JSON in and out, timestamps as epoch seconds,
+errors as HTTP 400 ``{"__type": "RequestError", "Message": …, "TurkErrorCode": …}``. It keeps the
+rules our code depends on (UniqueRequestToken → HitAlreadyExists naming the HIT, paging with
+NextToken, only Submitted work can be approved or rejected, no growth from <10 to ≥10
+assignments) and a tiny worker site: ``GET /accept?hitId=…&workerId=…`` starts a HIT in our
+page the way MTurk frames it, and ``POST /mturk/externalSubmit`` submits it. Nothing is signed
+or checked for credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+TARGET_PREFIX = "MTurkRequesterServiceV20170117."
+EXTERNAL_URL = re.compile(r"<ExternalURL>(.*?)</ExternalURL>", re.DOTALL)
+DEFAULT_PAGE = 10
+REVIEWED = ("Submitted", "Approved", "Rejected")
+
+
+class FakeError(Exception):
+    """An error response: ``kind`` is the ``__type`` (RequestError, ServiceFault, …)."""
+
+    def __init__(
+        self, message: str, code: str = "", kind: str = "RequestError", status: int = 400
+    ) -> None:
+        super().__init__(message)
+        self.message, self.code, self.kind, self.status = message, code, kind, status
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"__type": self.kind, "Message": self.message}
+        if self.code:
+            out["TurkErrorCode"] = self.code
+        return out
+
+
+class FakeMTurk:
+    """The service state and its HTTP server (``port=0``: a free port; see ``url``)."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.lock = threading.RLock()
+        self.hit_types: dict[str, dict[str, Any]] = {}
+        self.hits: dict[str, dict[str, Any]] = {}
+        self.assignments: dict[str, dict[str, Any]] = {}
+        self.qualifications: dict[str, dict[str, Any]] = {}
+        self.grants: dict[tuple[str, str], int] = {}
+        self.bonuses: list[dict[str, Any]] = []
+        self.tokens: dict[tuple[str, str], str] = {}
+        self.calls: list[str] = []
+        self.failures: dict[str, list[FakeError]] = {}
+        self.balance = Decimal("10000.00")
+        self._ids = itertools.count(1)
+        self.server = ThreadingHTTPServer((host, port), _Handler)
+        self.server.daemon_threads = True
+        self.server.fake = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeMTurk:
+        """Serve in a daemon thread; returns self."""
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> FakeMTurk:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- what tests (and the worker site) do ------------------------------------------------
+
+    def accept(self, hit_id: str, worker_id: str, assignment_id: str | None = None) -> str:
+        """A worker accepts a HIT: an Accepted assignment (not listed until submitted)."""
+        with self.lock:
+            hit = self._hit(hit_id)
+            if self._counts(hit)["NumberOfAssignmentsAvailable"] < 1:
+                raise FakeError(
+                    f"HIT {hit_id} has no assignment left", "AWS.MechanicalTurk.NoMoreAssignments"
+                )
+            for a in self.assignments.values():
+                if a["HITId"] == hit_id and a["WorkerId"] == worker_id:
+                    return a["AssignmentId"]
+            now = time.time()
+            assignment_id = assignment_id or self._id("3A")
+            self.assignments[assignment_id] = {
+                "AssignmentId": assignment_id,
+                "WorkerId": worker_id,
+                "HITId": hit_id,
+                "AssignmentStatus": "Accepted",
+                "AcceptTime": now,
+                "Deadline": now + hit["AssignmentDurationInSeconds"],
+            }
+            return assignment_id
+
+    def submit(
+        self,
+        hit_id: str,
+        assignment_id: str,
+        worker_id: str,
+        *,
+        answer: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """A worker's submitted assignment (accepted first if it was not)."""
+        with self.lock:
+            if assignment_id not in self.assignments:
+                self.accept(hit_id, worker_id, assignment_id)
+            a = self.assignments[assignment_id]
+            hit = self._hit(hit_id)
+            now = time.time()
+            fields = "".join(
+                f"<Answer><QuestionIdentifier>{html.escape(k)}</QuestionIdentifier>"
+                f"<FreeText>{html.escape(v)}</FreeText></Answer>"
+                for k, v in (answer or {}).items()
+            )
+            a.update(
+                AssignmentStatus="Submitted",
+                SubmitTime=now,
+                AutoApprovalTime=now + hit["AutoApprovalDelayInSeconds"],
+                Answer=f"<QuestionFormAnswers>{fields}</QuestionFormAnswers>",
+            )
+            return dict(a)
+
+    def fail(
+        self,
+        operation: str,
+        *,
+        kind: str = "ServiceFault",
+        times: int = 1,
+        message: str = "",
+        code: str = "",
+    ) -> None:
+        """Make the next ``times`` calls of ``operation`` fail (ThrottlingException, …)."""
+        status = 500 if kind == "ServiceFault" else 400
+        text = message or {"ThrottlingException": "Rate exceeded"}.get(
+            kind, "We are temporarily unable to process your request. Please retry."
+        )
+        with self.lock:
+            self.failures.setdefault(operation, []).extend(
+                FakeError(text, code, kind, status) for _ in range(times)
+            )
+
+    def count(self, operation: str) -> int:
+        """How many times ``operation`` was called (failed calls included)."""
+        return self.calls.count(operation)
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    def handle(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            self.calls.append(operation)
+            pending = self.failures.get(operation)
+            if pending:
+                raise pending.pop(0)
+            method: Callable[[dict[str, Any]], dict[str, Any]] | None = getattr(
+                self, f"op_{operation}", None
+            )
+            if method is None:
+                raise FakeError(
+                    f"{operation} is not implemented here", kind="UnknownOperationException"
+                )
+            return method(params)
+
+    # --- operations -------------------------------------------------------------------------
+
+    def op_GetAccountBalance(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"AvailableBalance": f"{self.balance:.2f}", "OnHoldBalance": "0.00"}
+
+    def op_CreateHITType(self, p: dict[str, Any]) -> dict[str, Any]:
+        key = json.dumps(p, sort_keys=True)
+        for type_id, t in self.hit_types.items():
+            if t["_key"] == key:
+                return {"HITTypeId": type_id}
+        type_id = self._id("3T")
+        self.hit_types[type_id] = {**p, "_key": key, "HITGroupId": self._id("3G")}
+        return {"HITTypeId": type_id}
+
+    def op_CreateHITWithHITType(self, p: dict[str, Any]) -> dict[str, Any]:
+        t = self.hit_types.get(p.get("HITTypeId", ""))
+        if t is None:
+            raise FakeError(
+                f"HITType {p.get('HITTypeId')} does not exist.",
+                "AWS.MechanicalTurk.HITTypeDoesNotExist",
+            )
+        token = p.get("UniqueRequestToken")
+        if token and ("hit", token) in self.tokens:
+            hit_id = self.tokens[("hit", token)]
+            raise FakeError(
+                f"The HIT with ID {hit_id} already exists for UniqueRequestToken {token}.",
+                "AWS.MechanicalTurk.HitAlreadyExists",
+            )
+        now = time.time()
+        hit_id = self._id("3H")
+        self.hits[hit_id] = {
+            "HITId": hit_id,
+            "HITTypeId": p["HITTypeId"],
+            "HITGroupId": t["HITGroupId"],
+            "CreationTime": now,
+            "Title": t.get("Title", ""),
+            "Description": t.get("Description", ""),
+            "Question": p.get("Question", ""),
+            "Keywords": t.get("Keywords", ""),
+            "MaxAssignments": int(p.get("MaxAssignments", 1)),
+            "Reward": t["Reward"],
+            "AutoApprovalDelayInSeconds": t.get("AutoApprovalDelayInSeconds", 30 * 86400),
+            "Expiration": now + float(p["LifetimeInSeconds"]),
+            "AssignmentDurationInSeconds": t["AssignmentDurationInSeconds"],
+            "RequesterAnnotation": p.get("RequesterAnnotation", ""),
+            "QualificationRequirements": t.get("QualificationRequirements", []),
+            "HITReviewStatus": "NotReviewed",
+        }
+        if token:
+            self.tokens[("hit", token)] = hit_id
+        return {"HIT": self._hit_out(self.hits[hit_id])}
+
+    def op_GetHIT(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"HIT": self._hit_out(self._hit(p.get("HITId", "")))}
+
+    def op_ListHITs(self, p: dict[str, Any]) -> dict[str, Any]:
+        page, token = self._page(list(self.hits.values()), p)
+        return {"NumResults": len(page), "HITs": [self._hit_out(h) for h in page], **token}
+
+    def op_ListAssignmentsForHIT(self, p: dict[str, Any]) -> dict[str, Any]:
+        self._hit(p.get("HITId", ""))
+        statuses = p.get("AssignmentStatuses") or list(REVIEWED)
+        rows = [
+            dict(a)
+            for a in self.assignments.values()
+            if a["HITId"] == p["HITId"] and a["AssignmentStatus"] in statuses
+        ]
+        page, token = self._page(rows, p)
+        return {"NumResults": len(page), "Assignments": page, **token}
+
+    def op_ApproveAssignment(self, p: dict[str, Any]) -> dict[str, Any]:
+        a = self._assignment(p.get("AssignmentId", ""))
+        allowed = ("Submitted", "Rejected") if p.get("OverrideRejection") else ("Submitted",)
+        if a["AssignmentStatus"] not in allowed:
+            raise FakeError(
+                f"This operation can be called with a status of: {', '.join(allowed)} "
+                f"(assignment {a['AssignmentId']} is {a['AssignmentStatus']})",
+                "AWS.MechanicalTurk.InvalidAssignmentState",
+            )
+        a.update(AssignmentStatus="Approved", ApprovalTime=time.time())
+        if p.get("RequesterFeedback"):
+            a["RequesterFeedback"] = p["RequesterFeedback"]
+        self.balance -= Decimal(self._hit(a["HITId"])["Reward"])
+        return {}
+
+    def op_RejectAssignment(self, p: dict[str, Any]) -> dict[str, Any]:
+        a = self._assignment(p.get("AssignmentId", ""))
+        if not p.get("RequesterFeedback"):
+            raise FakeError("RequesterFeedback is required", "AWS.MechanicalTurk.MissingParameter")
+        if a["AssignmentStatus"] != "Submitted":
+            raise FakeError(
+                "This operation can be called with a status of: Submitted",
+                "AWS.MechanicalTurk.InvalidAssignmentState",
+            )
+        a.update(
+            AssignmentStatus="Rejected",
+            RejectionTime=time.time(),
+            RequesterFeedback=p["RequesterFeedback"],
+        )
+        return {}
+
+    def op_SendBonus(self, p: dict[str, Any]) -> dict[str, Any]:
+        token = p.get("UniqueRequestToken")
+        if token and ("bonus", token) in self.tokens:
+            raise FakeError(f'The idempotency token "{token}" has already been processed.')
+        a = self.assignments.get(p.get("AssignmentId", ""))
+        if a is None or a["WorkerId"] != p.get("WorkerId") or a["AssignmentStatus"] not in REVIEWED:
+            raise FakeError(
+                f"Assignment {p.get('AssignmentId')} does not exist "
+                f"for worker {p.get('WorkerId')}.",
+                "AWS.MechanicalTurk.AssignmentDoesNotExist",
+            )
+        self.bonuses.append({**p, "Time": time.time()})
+        self.balance -= Decimal(p["BonusAmount"])
+        if token:
+            self.tokens[("bonus", token)] = a["AssignmentId"]
+        return {}
+
+    def op_UpdateExpirationForHIT(self, p: dict[str, Any]) -> dict[str, Any]:
+        self._hit(p.get("HITId", ""))["Expiration"] = float(p["ExpireAt"])
+        return {}
+
+    def op_CreateAdditionalAssignmentsForHIT(self, p: dict[str, Any]) -> dict[str, Any]:
+        hit = self._hit(p.get("HITId", ""))
+        token = p.get("UniqueRequestToken")
+        if token and ("extend", token) in self.tokens:
+            raise FakeError(f'The idempotency token "{token}" has already been processed.')
+        n = int(p.get("NumberOfAdditionalAssignments", 0))
+        if n < 1:
+            raise FakeError(
+                "NumberOfAdditionalAssignments must be at least 1",
+                "AWS.MechanicalTurk.InvalidParameterValue",
+            )
+        if hit["MaxAssignments"] < 10 <= hit["MaxAssignments"] + n:
+            raise FakeError(
+                "HITs created with fewer than 10 assignments cannot be extended "
+                "to have 10 or more.",
+                "AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease",
+            )
+        hit["MaxAssignments"] += n
+        if token:
+            self.tokens[("extend", token)] = hit["HITId"]
+        return {}
+
+    def op_CreateQualificationType(self, p: dict[str, Any]) -> dict[str, Any]:
+        if any(q["Name"] == p.get("Name") for q in self.qualifications.values()):
+            raise FakeError(
+                "You have already created a QualificationType with this name. A "
+                "QualificationType's name must be unique among all of the QualificationTypes "
+                "created by the same user.",
+                "AWS.MechanicalTurk.QualificationTypeAlreadyExists",
+            )
+        type_id = self._id("3Q")
+        self.qualifications[type_id] = {
+            "QualificationTypeId": type_id,
+            "CreationTime": time.time(),
+            "Name": p["Name"],
+            "Description": p.get("Description", ""),
+            "Keywords": p.get("Keywords", ""),
+            "QualificationTypeStatus": p.get("QualificationTypeStatus", "Active"),
+            "IsRequestable": True,
+            "AutoGranted": bool(p.get("AutoGranted", False)),
+        }
+        return {"QualificationType": dict(self.qualifications[type_id])}
+
+    def op_ListQualificationTypes(self, p: dict[str, Any]) -> dict[str, Any]:
+        query = (p.get("Query") or "").lower()
+        rows = [
+            dict(q)
+            for q in self.qualifications.values()
+            if query in f"{q['Name']} {q['Description']} {q['Keywords']}".lower()
+        ]
+        page, token = self._page(rows, p)
+        return {"NumResults": len(page), "QualificationTypes": page, **token}
+
+    def op_AssociateQualificationWithWorker(self, p: dict[str, Any]) -> dict[str, Any]:
+        type_id = p.get("QualificationTypeId", "")
+        if type_id not in self.qualifications:
+            raise FakeError(
+                f"QualificationType {type_id} does not exist.",
+                "AWS.MechanicalTurk.QualificationTypeDoesNotExist",
+            )
+        self.grants[(type_id, p["WorkerId"])] = int(p.get("IntegerValue", 1))
+        return {}
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):028d}"
+
+    def _hit(self, hit_id: str) -> dict[str, Any]:
+        if hit_id not in self.hits:
+            raise FakeError(f"Hit {hit_id} does not exist.", "AWS.MechanicalTurk.HITDoesNotExist")
+        return self.hits[hit_id]
+
+    def _assignment(self, assignment_id: str) -> dict[str, Any]:
+        a = self.assignments.get(assignment_id)
+        if a is None or a["AssignmentStatus"] == "Accepted":
+            raise FakeError(
+                f"Assignment {assignment_id} does not exist.",
+                "AWS.MechanicalTurk.AssignmentDoesNotExist",
+            )
+        return a
+
+    def _counts(self, hit: dict[str, Any]) -> dict[str, int]:
+        mine = [a for a in self.assignments.values() if a["HITId"] == hit["HITId"]]
+        pending = sum(a["AssignmentStatus"] == "Accepted" for a in mine)
+        completed = sum(a["AssignmentStatus"] in REVIEWED for a in mine)
+        open_ = hit["Expiration"] > time.time()
+        available = max(0, hit["MaxAssignments"] - pending - completed) if open_ else 0
+        return {
+            "NumberOfAssignmentsPending": pending,
+            "NumberOfAssignmentsAvailable": available,
+            "NumberOfAssignmentsCompleted": completed,
+        }
+
+    def _hit_out(self, hit: dict[str, Any]) -> dict[str, Any]:
+        counts = self._counts(hit)
+        if counts["NumberOfAssignmentsAvailable"]:
+            status = "Assignable"
+        elif counts["NumberOfAssignmentsPending"]:
+            status = "Unassignable"
+        else:
+            status = "Reviewable"
+        return {**hit, **counts, "HITStatus": status}
+
+    def _page(self, rows: list[dict[str, Any]], p: dict[str, Any]) -> tuple[list, dict[str, str]]:
+        size = int(p.get("MaxResults") or DEFAULT_PAGE)
+        start = int(base64.b64decode(p["NextToken"]).decode()) if p.get("NextToken") else 0
+        page = rows[start : start + size]
+        more = start + size < len(rows)
+        return page, (
+            {"NextToken": base64.b64encode(str(start + size).encode()).decode()} if more else {}
+        )
+
+    def external_url(self, hit_id: str, assignment_id: str, worker_id: str) -> str:
+        """Where MTurk would frame the worker: the HIT's ExternalURL with MTurk's parameters."""
+        match = EXTERNAL_URL.search(self._hit(hit_id)["Question"])
+        if not match:
+            raise FakeError(f"HIT {hit_id} has no ExternalQuestion")
+        url = html.unescape(match.group(1).strip())
+        query = urlencode(
+            {
+                "assignmentId": assignment_id,
+                "hitId": hit_id,
+                "turkSubmitTo": self.url,
+                "workerId": worker_id,
+            }
+        )
+        return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "FakeMTurk/1"
+
+    @property
+    def fake(self) -> FakeMTurk:
+        return self.server.fake  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — the base signature
+        pass  # quiet: tests and trials read the MTurkCall audit instead
+
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/x-amz-json-1.1")
+
+    def do_POST(self) -> None:  # noqa: N802 — http.server's naming
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        path = urlsplit(self.path).path
+        if path == "/mturk/externalSubmit":
+            return self._external_submit(raw)
+        target = self.headers.get("X-Amz-Target", "")
+        if not target.startswith(TARGET_PREFIX):
+            return self._json(400, {"__type": "UnknownOperationException", "Message": target})
+        try:
+            params = json.loads(raw or b"{}")
+            self._json(200, self.fake.handle(target[len(TARGET_PREFIX) :], params))
+        except FakeError as exc:
+            self._json(exc.status, exc.body())
+        except (ValueError, KeyError, TypeError) as exc:
+            self._json(
+                400,
+                FakeError(f"bad request: {exc}", "AWS.MechanicalTurk.InvalidParameterValue").body(),
+            )
+
+    def do_GET(self) -> None:  # noqa: N802 — http.server's naming
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if parts.path == "/accept":
+            try:
+                with self.fake.lock:
+                    hit_id, worker_id = query["hitId"], query["workerId"]
+                    assignment_id = self.fake.accept(hit_id, worker_id)
+                    location = self.fake.external_url(hit_id, assignment_id, worker_id)
+            except (KeyError, FakeError) as exc:
+                return self._send(
+                    400, f"cannot accept: {exc}".encode(), "text/plain; charset=utf-8"
+                )
+            return self._send(302, b"", "text/plain", {"Location": location})
+        if parts.path == "/":
+            with self.fake.lock:
+                rows = "".join(
+                    f"<li>{h['HITId']} {html.escape(h['Title'])}: "
+                    f"{self.fake._counts(h)['NumberOfAssignmentsAvailable']} available — "
+                    f"<code>/accept?hitId={h['HITId']}&amp;workerId=A1TESTWORKER</code></li>"
+                    for h in self.fake.hits.values()
+                )
+            page = f"<!doctype html><title>Fake MTurk</title><h1>Fake MTurk</h1><ul>{rows}</ul>"
+            return self._send(200, page.encode(), "text/html; charset=utf-8")
+        self._send(404, b"not found", "text/plain")
+
+    def _external_submit(self, raw: bytes) -> None:
+        form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+        with self.fake.lock:
+            a = self.fake.assignments.get(form.get("assignmentId", ""))
+            if a is None:
+                return self._send(400, b"unknown assignmentId", "text/plain")
+            answer = {k: v for k, v in form.items() if k != "assignmentId"}
+            self.fake.submit(a["HITId"], a["AssignmentId"], a["WorkerId"], answer=answer)
+        self._send(
+            200, b"<!doctype html><p>Submitted to (fake) MTurk.</p>", "text/html; charset=utf-8"
+        )

@@ -1,0 +1,317 @@
+"""Paying workers: approve, reject and bonus MTurk assignments, and what was spent.
+
+Each action is planned first (which assignments, what it costs, what is skipped and why) so the
+caller can show the cost and ask; the run then goes through every assignment, records each
+success at once, and keeps going past a failure. Bonus before approve (oTree's order): a failed
+bonus leaves the assignment unreviewed, and the bonus token stops a retry from paying twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from botocore.client import BaseClient
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from annotate import analysis
+from annotate.models import HitAssignment, Lease, Study
+from annotate.mturk import fees
+from annotate.mturk.client import MTurkError, call, get_client, is_sandbox, mode_label
+from annotate.results import default_rule
+from annotate.selectors import responses_arrays
+
+Status = HitAssignment.MTurkStatus
+ALREADY_DONE = re.compile(r"already been processed|already exists|duplicate", re.IGNORECASE)
+
+
+class PaymentError(Exception):
+    """A payment request that cannot be carried out as asked (nothing was done)."""
+
+
+@dataclass
+class Batch:
+    """The assignments an action will touch, its cost, and what it leaves out and why."""
+
+    action: str
+    sandbox: bool
+    rows: list[HitAssignment]
+    cost: fees.Cost | None = None
+    skipped: list[str] = field(default_factory=list)
+    amount: Decimal | None = None
+
+    def lines(self) -> list[str]:
+        out = [f"Mode: {mode_label(self.sandbox)}" + (" (no real money)" if self.sandbox else "")]
+        out.append(
+            f"{self.action}: {len(self.rows)} assignment{'s' if len(self.rows) != 1 else ''}"
+        )
+        if self.cost is not None:
+            out.append(f"Cost: {self.cost.describe()}")
+        return out + [f"skipped {s}" for s in self.skipped]
+
+
+@dataclass
+class Outcome:
+    """What a run did: the assignments done, and one line per failure."""
+
+    action: str
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def lines(self) -> list[str]:
+        out = [f"{self.action}: {len(self.done)} done, {len(self.failed)} failed"]
+        return out + self.notes + [f"FAILED {f}" for f in self.failed]
+
+
+def _rows(study: Study, sandbox: bool) -> QuerySet[HitAssignment]:
+    return (
+        HitAssignment.objects.filter(hit__study=study, hit__sandbox=sandbox)
+        .select_related("hit", "lease__worker")
+        .order_by("hit__index", "created")
+    )
+
+
+def _submitted_here(row: HitAssignment) -> bool:
+    return row.lease is not None and row.lease.status == Lease.Status.SUBMITTED
+
+
+def passing_workers(*, study: Study) -> set[str]:
+    """Worker ids the study's pre-declared exclusion rule keeps (attention checks passed)."""
+    responses = analysis.Responses.from_columns(responses_arrays(study=study))
+    _, report = analysis.exclude(responses, rule=default_rule(study))
+    return {str(w["worker"]) for w in report["workers"] if not w["excluded"]}
+
+
+# --- approve ------------------------------------------------------------------------------
+
+
+def approve_plan(
+    *, study: Study, passing_only: bool = False, include_unknown: bool = False
+) -> Batch:
+    """Submitted assignments whose work was submitted here (optionally: passing workers only)."""
+    sandbox = is_sandbox()
+    passing = passing_workers(study=study) if passing_only else set()
+    batch = Batch(action="approve", sandbox=sandbox, rows=[])
+    waiting = 0
+    for row in _rows(study, sandbox):
+        if row.mturk_status != Status.SUBMITTED:
+            waiting += row.mturk_status == Status.ACCEPTED and _submitted_here(row)
+            continue
+        if not _submitted_here(row) and not include_unknown:
+            batch.skipped.append(
+                f"{row.assignment_id} (worker {row.worker_id}): no submitted work here "
+                "(--include-unknown to approve anyway)"
+            )
+            continue
+        worker = row.lease.worker.external_id if row.lease else row.worker_id
+        if passing_only and worker not in passing:
+            batch.skipped.append(
+                f"{row.assignment_id} (worker {row.worker_id}): fails the exclusion rule"
+            )
+            continue
+        batch.rows.append(row)
+    if waiting:
+        batch.skipped.append(
+            f"{waiting} submitted here but not (yet) Submitted on MTurk: run `mturk sync` first"
+        )
+    batch.cost = fees.approvals_cost((r.hit.reward, r.hit.max_assignments) for r in batch.rows)
+    return batch
+
+
+def approve(*, batch: Batch, feedback: str = "", client: BaseClient | None = None) -> Outcome:
+    """Approve each assignment of the batch (pays reward + fee); failures don't stop the loop."""
+    client = client or get_client()
+    outcome = Outcome(action="approve")
+    for row in batch.rows:
+        params: dict[str, Any] = {"AssignmentId": row.assignment_id}
+        if feedback:
+            params["RequesterFeedback"] = feedback
+        try:
+            call(client, "approve_assignment", study=row.hit.study, **params)
+        except MTurkError as exc:
+            outcome.failed.append(f"{row.assignment_id}: {exc}")
+            continue
+        row.mturk_status = Status.APPROVED
+        row.reviewed = timezone.now()
+        row.feedback = feedback[:1024]
+        row.save(update_fields=["mturk_status", "reviewed", "feedback", "updated"])
+        outcome.done.append(row.assignment_id)
+    return outcome
+
+
+# --- reject -------------------------------------------------------------------------------
+
+
+def reject_plan(*, study: Study, assignment_ids: Iterable[str]) -> Batch:
+    """The named Submitted assignments; an id that is not this study's refuses the whole batch."""
+    sandbox = is_sandbox()
+    ids = list(dict.fromkeys(a.strip() for a in assignment_ids if a.strip()))
+    if not ids:
+        raise PaymentError("name at least one assignment to reject (--assignment ID)")
+    rows = {r.assignment_id: r for r in _rows(study, sandbox).filter(assignment_id__in=ids)}
+    missing = [a for a in ids if a not in rows]
+    if missing:
+        raise PaymentError(
+            f"not assignments of study {study.name} in {mode_label(sandbox)} mode: "
+            f"{', '.join(missing)} (run `mturk sync` first?); nothing was rejected"
+        )
+    batch = Batch(action="reject", sandbox=sandbox, rows=[])
+    for a in ids:
+        row = rows[a]
+        if row.mturk_status != Status.SUBMITTED:
+            batch.skipped.append(f"{a}: it is {row.mturk_status} on MTurk; only Submitted work")
+        else:
+            batch.rows.append(row)
+    return batch
+
+
+def reject(*, batch: Batch, reason: str, client: BaseClient | None = None) -> Outcome:
+    """Reject each assignment with ``reason`` (MTurk requires it and shows it to the worker)."""
+    if not (reason or "").strip():
+        raise PaymentError("a reason is required: MTurk shows it to the worker")
+    client = client or get_client()
+    outcome = Outcome(action="reject")
+    for row in batch.rows:
+        try:
+            call(
+                client,
+                "reject_assignment",
+                study=row.hit.study,
+                AssignmentId=row.assignment_id,
+                RequesterFeedback=reason,
+            )
+        except MTurkError as exc:
+            outcome.failed.append(f"{row.assignment_id}: {exc}")
+            continue
+        row.mturk_status = Status.REJECTED
+        row.reviewed = timezone.now()
+        row.feedback = reason[:1024]
+        row.save(update_fields=["mturk_status", "reviewed", "feedback", "updated"])
+        outcome.done.append(row.assignment_id)
+    return outcome
+
+
+# --- bonus --------------------------------------------------------------------------------
+
+
+def bonus_token(assignment_id: str) -> str:
+    """The bonus's idempotency token, derived from the assignment (≤ 64 characters)."""
+    token = f"bs-bonus-{assignment_id}"
+    if len(token) > 64:
+        token = "bs-bonus-" + hashlib.sha256(assignment_id.encode()).hexdigest()[:40]
+    return token
+
+
+def bonus_plan(
+    *,
+    study: Study,
+    amount: Decimal,
+    workers: Iterable[str] = (),
+    all_approved: bool = False,
+) -> Batch:
+    """One bonus per submitted or approved assignment of the named workers (or of everyone
+    approved); assignments already bonused are skipped, so a second run never pays twice."""
+    sandbox = is_sandbox()
+    workers = [w.strip() for w in workers if w.strip()]
+    if bool(workers) == bool(all_approved):
+        raise PaymentError("name the workers (--worker W …) or pass --all-approved, not both")
+    rows = _rows(study, sandbox)
+    if all_approved:
+        rows = rows.filter(mturk_status=Status.APPROVED)
+    else:
+        rows = rows.filter(
+            worker_id__in=workers, mturk_status__in=[Status.SUBMITTED, Status.APPROVED]
+        )
+    batch = Batch(action="bonus", sandbox=sandbox, rows=[], amount=amount)
+    for row in rows:
+        if row.bonused is not None:
+            batch.skipped.append(
+                f"{row.assignment_id} (worker {row.worker_id}): already bonused ${row.bonus}"
+            )
+        else:
+            batch.rows.append(row)
+    found = {r.worker_id for r in rows}
+    for worker in workers:
+        if worker not in found:
+            batch.skipped.append(f"worker {worker}: no submitted or approved assignment here")
+    batch.cost = fees.bonuses_cost(len(batch.rows), amount)
+    return batch
+
+
+def bonus(
+    *, batch: Batch, amount: Decimal, reason: str, client: BaseClient | None = None
+) -> Outcome:
+    """Send each bonus with its token stored first; a token MTurk already honoured counts done."""
+    if not (reason or "").strip():
+        raise PaymentError("a reason is required: MTurk shows it to the worker")
+    client = client or get_client()
+    outcome = Outcome(action="bonus")
+    for row in batch.rows:
+        row.bonus_token = bonus_token(row.assignment_id)
+        row.save(update_fields=["bonus_token", "updated"])
+        try:
+            call(
+                client,
+                "send_bonus",
+                study=row.hit.study,
+                WorkerId=row.worker_id,
+                BonusAmount=fees.money(amount),
+                AssignmentId=row.assignment_id,
+                Reason=reason,
+                UniqueRequestToken=row.bonus_token,
+            )
+        except MTurkError as exc:
+            if exc.code == "ParamValidation" or not ALREADY_DONE.search(f"{exc.code} {exc}"):
+                outcome.failed.append(f"{row.assignment_id}: {exc}")
+                continue
+            outcome.notes.append(f"{row.assignment_id}: MTurk had this bonus already; recorded")
+        row.bonus = amount
+        row.bonused = timezone.now()
+        row.save(update_fields=["bonus", "bonused", "updated"])
+        outcome.done.append(row.assignment_id)
+    return outcome
+
+
+# --- spend --------------------------------------------------------------------------------
+
+
+def study_spend(*, study: Study, sandbox: bool | None = None) -> dict[str, Any]:
+    """Money out so far in this mode: approved rewards and bonuses, each with MTurk's fees."""
+    sandbox = is_sandbox() if sandbox is None else sandbox
+    rows = list(_rows(study, sandbox))
+    approved = fees.approvals_cost(
+        (r.hit.reward, r.hit.max_assignments) for r in rows if r.mturk_status == Status.APPROVED
+    )
+    bonused = [r for r in rows if r.bonused is not None and r.bonus is not None]
+    bonus_paid = sum((r.bonus for r in bonused), Decimal("0.00"))
+    bonus_fees = sum((fees.bonus_fee(r.bonus) for r in bonused), Decimal("0.00"))
+    total = approved.total + bonus_paid + bonus_fees
+    return {
+        "approved": approved.assignments,
+        "rewards": approved.paid,
+        "reward_fees": approved.fees,
+        "bonuses": len(bonused),
+        "bonus_paid": bonus_paid,
+        "bonus_fees": bonus_fees,
+        "total": total,
+    }
+
+
+def spend_line(spend: dict[str, Any]) -> str:
+    """The spend in one line."""
+    m = fees.money
+    return (
+        f"spent ${m(spend['total'])}: {spend['approved']} approved (${m(spend['rewards'])} + "
+        f"${m(spend['reward_fees'])} fees), {spend['bonuses']} bonuses "
+        f"(${m(spend['bonus_paid'])} + ${m(spend['bonus_fees'])} fees)"
+    )
