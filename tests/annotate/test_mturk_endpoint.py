@@ -4,19 +4,20 @@ publish through accept, submit, sync, bonus, approve and expire."""
 
 from __future__ import annotations
 
+import re
 import urllib.error
 import urllib.request
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from django.test import override_settings
+from django.urls import reverse
 
-from annotate.models import Hit, HitAssignment, Lease, MTurkCall, MTurkQualification
+from annotate.models import Hit, HitAssignment, Item, MTurkCall, MTurkQualification
 from annotate.mturk.client import call, get_client, reset_clients
 from annotate.mturk.fake_endpoint import FakeMTurk
 from annotate.mturk.qualifications import grant_repeat_qualification, repeat_qualification
-from tests.annotate.factories import work
-from tests.annotate.mturk_stubs import PASS, PUBLIC, fake_aws, mturk_study, run
+from tests.annotate.mturk_stubs import PUBLIC, fake_aws, mturk_study, run
 
 pytestmark = pytest.mark.django_db
 
@@ -90,27 +91,33 @@ def test_granting_never_raises_when_mturk_is_down(fake, settings):
     assert grant_repeat_qualification(study=study, worker_id="A1WORKERONE") is False
 
 
-def test_a_study_from_publish_to_payment(fake):
+def test_a_study_from_publish_to_payment(fake, client):
     study = mturk_study(n_assignments=3)
     publish(study, "--exclude-previous-workers")
     hit = Hit.objects.get(study=study)
     assert fake.hits[hit.hit_id]["QualificationRequirements"][-1]["Comparator"] == "DoesNotExist"
 
-    # Three workers accept on the worker site; the page leases and binds (as annotate.views).
-    accepted = {}
+    # Three workers accept on the worker site, which sends them to our page (annotate.views);
+    # workers 1 and 2 finish, and our done page hands back the form MTurk expects.
+    accepted, forms = {}, {}
     for n in (1, 2, 3):
         location = _accept(fake, hit.hit_id, f"A{n}WORKER")
         query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
         assert location.startswith(f"{PUBLIC}/s/{study.key}/?")
         assert query["turkSubmitTo"] == fake.url and query["hitId"] == hit.hit_id
-        lease = work(study, query["workerId"], submit=n != 3, offset=PASS)
-        Lease.objects.filter(pk=lease.pk).update(provider_ref=query["assignmentId"])
-        HitAssignment.objects.create(
-            hit=hit, assignment_id=query["assignmentId"], worker_id=query["workerId"], lease=lease
+        start = client.post(
+            reverse("annotate:study-start", args=[study.key]), {**query, "consent": "yes"}
         )
+        assert start.status_code == 302, start.content
+        token = start["Location"].strip("/").split("/")[-1]
+        if n != 3:
+            forms[n] = _finish(client, token)
         accepted[n] = query["assignmentId"]
+    assert {w for _, w in fake.grants} == {"A1WORKER", "A2WORKER", "A3WORKER"}  # on accept
+    assert forms[1]["action"] == f"{fake.url}/mturk/externalSubmit"
+    assert forms[1]["assignmentId"] == accepted[1]
     # Worker 1's externalSubmit reaches MTurk; worker 2's is lost; worker 3 is still working.
-    _external_submit(fake, accepted[1])
+    _external_submit(fake, forms[1])
 
     out = run("sync", "--study", study.name)
     assert f"submitted here, not on MTurk: assignment {accepted[2]}" in out
@@ -183,7 +190,28 @@ def _accept(fake: FakeMTurk, hit_id: str, worker: str) -> str:
     return caught.value.headers["Location"]
 
 
-def _external_submit(fake: FakeMTurk, assignment_id: str) -> None:
-    body = urlencode({"assignmentId": assignment_id, "code": "ABC"}).encode()
-    with urllib.request.urlopen(f"{fake.url}/mturk/externalSubmit", body, timeout=5) as r:
+def _finish(client, token: str) -> dict[str, str]:
+    """Answer every image through the worker API (the check's digit is a 3: see mturk_study),
+    submit, and read the externalSubmit form off the done page."""
+    items = client.get(reverse("annotate:api-work", args=[token])).json()["items"]
+    checks = set(Item.objects.filter(is_attention=True).values_list("key", flat=True))
+    answers = [
+        {"item": i["key"], "label": "3" if i["key"] in checks else "5", "ms": 500} for i in items
+    ]
+    submitted = client.post(
+        reverse("annotate:api-submit", args=[token]),
+        {"answers": answers},
+        content_type="application/json",
+    )
+    assert submitted.status_code == 200, submitted.content
+    html = client.get(reverse("annotate:work-done", args=[token])).content.decode()
+    form = dict(re.findall(r'name="(assignmentId|completion_code)" value="([^"]*)"', html))
+    form["action"] = re.search(r'<form id="mturk-submit" method="post" action="([^"]+)"', html)[1]
+    return form
+
+
+def _external_submit(fake: FakeMTurk, form: dict[str, str]) -> None:
+    """Post the done page's form to the endpoint, as the worker's browser does."""
+    fields = {k: v for k, v in form.items() if k != "action"}
+    with urllib.request.urlopen(form["action"], urlencode(fields).encode(), timeout=5) as r:
         assert r.status == 200
