@@ -20,6 +20,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
@@ -112,6 +113,16 @@ def leases_expire(*, study: Study | None = None, now: dt.datetime | None = None)
         overdue = overdue.filter(study=study)
     leases = overdue.select_related("study", "assignment", "worker")
     return sum(_expire(lease, now) for lease in leases)
+
+
+def has_open_assignment(study: Study) -> bool:
+    """Whether some assignment of the study is held by no live lease (read-only: an overdue
+    active lease counts as free, as the next lease request will find it)."""
+    live = Q(status=Lease.Status.SUBMITTED) | Q(
+        status=Lease.Status.ACTIVE, expires__gt=timezone.now()
+    )
+    held = Lease.objects.filter(live, study=study).values("assignment")
+    return Assignment.objects.filter(study=study).exclude(pk__in=held).exists()
 
 
 def _candidates(study: Study, worker: Worker):

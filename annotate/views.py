@@ -20,7 +20,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotate import errors
-from annotate.leasing import image_data_uri, lease_acquire, lease_from_token, study_for_key
+from annotate.leasing import (
+    has_open_assignment,
+    image_data_uri,
+    lease_acquire,
+    lease_from_token,
+    study_for_key,
+)
 from annotate.models import Item, Lease, Study
 from annotate.mturk import handshake
 from annotate.mturk.qualifications import grant_repeat_qualification
@@ -55,8 +61,10 @@ def content_security_policy(
 ) -> str:
     """The worker pages' CSP: our own files only, framed by ourselves and the allowed sites
     (plus ``frame_ancestors``), forms posting to ourselves (plus ``form_action``)."""
-    ancestors = " ".join(["'self'", *settings.BLINDSPOT_FRAME_ANCESTORS, *frame_ancestors])
-    actions = " ".join(["'self'", *form_action])
+    ancestors = " ".join(
+        dict.fromkeys(["'self'", *settings.BLINDSPOT_FRAME_ANCESTORS, *frame_ancestors])
+    )
+    actions = " ".join(dict.fromkeys(["'self'", *form_action]))
     return (
         f"frame-ancestors {ancestors}; default-src 'self'; img-src 'self' data:; "
         f"script-src 'self'; style-src 'self'; base-uri 'none'; form-action {actions}"
@@ -85,6 +93,7 @@ def worker_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
 
 def _for_study(response: HttpResponse, study: Study, **csp: tuple[str, ...]) -> HttpResponse:
     """Let the study's recruiting site frame the response (MTurk's worker sites for MTurk)."""
+    csp = {**getattr(response, "csp", {}), **csp}
     if study.provider == Study.Provider.MTURK:
         csp["frame_ancestors"] = handshake.FRAME_ANCESTORS
     response.csp = csp
@@ -95,7 +104,11 @@ def error_page(request: HttpRequest, exc: errors.WorkError) -> HttpResponse:
     """A friendly page for a worker error, with the error's status code (never a blank page)."""
     heading, hint = ERROR_PAGES.get(type(exc), ("Something went wrong", ""))
     context = {"heading": heading, "message": exc.message, "hint": hint, "code": exc.code}
-    return render(request, "annotate/message.html", context, status=exc.status)
+    response = render(request, "annotate/message.html", context, status=exc.status)
+    # A message page has nothing to click: MTurk's frame may show it even when the study
+    # behind the link is unknown, closed or expired (else the worker sees a blank frame).
+    response.csp = {"frame_ancestors": handshake.FRAME_ANCESTORS}
+    return response
 
 
 def _panel_params(data: QueryDict) -> dict[str, str]:
@@ -161,6 +174,9 @@ def study_entry(request: HttpRequest, study_key: str) -> HttpResponse:
     except errors.WorkError as exc:
         return error_page(request, exc)
     params = _panel_params(request.GET)
+    if study.provider == Study.Provider.MTURK and _accept(params).preview:
+        if not has_open_assignment(study):  # say so before anyone accepts the HIT
+            return _for_study(error_page(request, errors.StudyFull()), study)
     if study.provider == Study.Provider.MTURK and _accept(params).complete:
         bound = handshake.binding(study, _accept(params))
         if bound is not None and bound.lease is not None and bound.lease.status in handshake.LIVE:
