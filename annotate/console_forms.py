@@ -102,11 +102,11 @@ class CreateStudyForm(forms.Form):
         help_text="one condition each (adversarial sets and their controls)",
     )
     design = forms.ChoiceField(choices=Study.Design.choices, initial=Study.Design.PARTITION)
-    size = forms.IntegerField(initial=25, min_value=2, max_value=200, label="images per assignment")
+    size = forms.IntegerField(initial=25, min_value=2, max_value=200, label="Images per assignment")
     attention_checks = forms.IntegerField(initial=2, min_value=0, max_value=20)
-    raters = forms.IntegerField(initial=1, min_value=1, max_value=50, label="raters per image")
+    raters = forms.IntegerField(initial=1, min_value=1, max_value=50, label="Raters per image")
     per_worker = forms.IntegerField(
-        initial=1, min_value=1, max_value=100, label="assignments per worker"
+        initial=1, min_value=1, max_value=100, label="Assignments per worker"
     )
     lease_minutes = forms.IntegerField(initial=30, min_value=1, max_value=24 * 60)
     limit = forms.IntegerField(

@@ -92,3 +92,44 @@ def test_home_page_bars_move_without_a_reload(live_server, browser, artifacts_di
     expect(row.locator('td[data-count="submitted"]')).to_have_text("1", timeout=20_000)
     page.screenshot(path=artifacts_dir / "console-home.png", full_page=True)
     page.close()
+
+
+def test_forms_and_the_mturk_page_render(live_server, browser, artifacts_dir, client):
+    from decimal import Decimal
+
+    from annotate.models import Hit, Study
+
+    study = answered_study()
+    Study.objects.filter(pk=study.pk).update(provider="mturk", provider_options={"sandbox": True})
+    Hit.objects.create(
+        study=study,
+        sandbox=True,
+        index=0,
+        request_token="tok",
+        hit_id="3HITPREVIEW000000000000000001",
+        hit_type_id="3TYPE",
+        hit_group_id="3GROUP",
+        max_assignments=6,
+        reward=Decimal("0.50"),
+        lifetime_seconds=3 * 86400,
+        duration_seconds=1800,
+        auto_approve_seconds=3 * 86400,
+    )
+    user = get_user_model().objects.create_user("staff3", password="secret-pw", is_staff=True)
+    client.force_login(user)
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    cookie = client.cookies["sessionid"]
+    page.context.add_cookies([{"name": "sessionid", "value": cookie.value, "url": live_server.url}])
+    page.goto(f"{live_server.url}/console/studies/{study.name}/mturk/")
+    expect(page.get_by_text("SANDBOX").first).to_be_visible()
+    expect(page.get_by_text("3HITPREVIEW000000000000000001").first).to_be_visible()
+    page.screenshot(path=artifacts_dir / "console-mturk.png", full_page=True)
+    page.goto(f"{live_server.url}/console/studies/new/")
+    expect(page.get_by_role("heading", name="New study")).to_be_visible()
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator(".field-error").first).to_be_visible()  # nothing filled in
+    page.screenshot(path=artifacts_dir / "console-new-study.png", full_page=True)
+    page.goto(f"{live_server.url}/console/stimuli/new/")
+    expect(page.get_by_role("heading", name="Generate stimuli")).to_be_visible()
+    page.screenshot(path=artifacts_dir / "console-generate.png", full_page=True)
+    page.close()
