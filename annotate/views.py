@@ -27,7 +27,7 @@ from annotate.leasing import (
     lease_from_token,
     study_for_key,
 )
-from annotate.models import Item, Lease, Study
+from annotate.models import Item, Lease, Stimulus, Study
 from annotate.mturk import handshake
 from annotate.mturk.qualifications import grant_repeat_qualification
 from annotate.tokens import lease_token
@@ -112,9 +112,11 @@ def error_page(request: HttpRequest, exc: errors.WorkError) -> HttpResponse:
 
 
 def _panel_params(data: QueryDict) -> dict[str, str]:
-    """The recruiting panel's parameters: our ``worker_id`` or MTurk's ids, passed through."""
+    """The recruiting panel's parameters: our ``worker_id``, MTurk's ids or Prolific's
+    ``PROLIFIC_PID``, passed through."""
+    worker = data.get("worker_id") or data.get("workerId") or data.get("PROLIFIC_PID") or ""
     return {
-        "worker_id": (data.get("worker_id") or data.get("workerId") or "").strip(),
+        "worker_id": worker.strip(),
         "assignment_id": (data.get("assignment_id") or data.get("assignmentId") or "").strip(),
         "hit_id": (data.get("hit_id") or data.get("hitId") or "").strip(),
         "turk_submit_to": (data.get("turk_submit_to") or data.get("turkSubmitTo") or "").strip(),
@@ -150,7 +152,8 @@ def _entry(
 
 
 def example_image(study: Study) -> str | None:
-    """A clean digit of the study's attention checks as a data URI, for the instructions."""
+    """A clean digit from the study's attention set as a data URI, for the instructions: one no
+    assignment shows where the set has spare digits, so the example gives no check away."""
     item = (
         Item.objects.filter(assignment__study=study, is_attention=True)
         .select_related("stimulus")
@@ -159,8 +162,14 @@ def example_image(study: Study) -> str | None:
     )
     if item is None:
         return None
+    spare = (
+        Stimulus.objects.filter(set_id=item.stimulus.set_id)
+        .exclude(items__assignment__study=study)
+        .order_by("source_index")
+        .first()
+    )
     try:
-        return image_data_uri(item.stimulus.image)
+        return image_data_uri((spare or item.stimulus).image)
     except errors.WorkError:
         return None
 

@@ -3,13 +3,23 @@ re-accept, a second HIT refused, previous participants refused, and the external
 
 from __future__ import annotations
 
+import base64
 import re
 from decimal import Decimal
 
 import pytest
 from django.urls import reverse
 
-from annotate.models import AdversarialSet, Hit, HitAssignment, Lease, Study, Worker
+from annotate.models import (
+    AdversarialSet,
+    Hit,
+    HitAssignment,
+    Item,
+    Lease,
+    Stimulus,
+    Study,
+    Worker,
+)
 from annotate.mturk import handshake
 from tests.annotate.factories import make_model_row, make_set, make_study, work
 
@@ -199,3 +209,39 @@ def test_local_studies_get_no_mturk_form(client):
 
     html = client.get(reverse("annotate:work-done", args=[lease_token(lease)])).content.decode()
     assert "externalSubmit" not in html and "paste this code" in html
+
+
+def test_a_full_study_says_so_in_the_preview_and_error_pages_stay_frameable(client):
+    study = mturk_study()
+    for n in range(3):  # three assignments, three workers
+        response = accept(client, study, hit=n // 2, assignment=f"F{n}", worker=f"WF{n}")
+        assert response.status_code == 302
+    query = {"assignmentId": handshake.PREVIEW, "hitId": study.hits.first().hit_id}
+    response = entry(client, study, query)
+    assert response.status_code == 409 and "This study is full" in response.content.decode()
+    assert "https://worker.mturk.com" in response["Content-Security-Policy"]
+    study.status = Study.Status.CLOSED
+    study.save(update_fields=["status"])
+    closed = entry(client, study, query)
+    assert closed.status_code == 410
+    assert "https://worker.mturk.com" in closed["Content-Security-Policy"]
+    assert Lease.objects.count() == 3
+
+
+def test_the_preview_example_is_a_spare_attention_digit(client):
+    study = mturk_study()
+    used = set(
+        Item.objects.filter(assignment__study=study, is_attention=True).values_list(
+            "stimulus", flat=True
+        )
+    )
+    html = entry(client, study, {"assignmentId": handshake.PREVIEW}).content.decode()
+    shown = re.search(r'src="data:image/png;base64,([^"]+)"', html)[1]
+    spare = [
+        s
+        for s in Stimulus.objects.filter(set__kind=AdversarialSet.Kind.ATTENTION)
+        if s.pk not in used
+    ]
+    assert spare, "the fixture's attention set has a digit no assignment uses"
+    with spare[0].image.open("rb") as handle:
+        assert base64.b64decode(shown) == handle.read()

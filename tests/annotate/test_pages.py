@@ -131,6 +131,12 @@ def test_entry_passes_mturk_ids_through_to_the_lease(client, study):
     assert lease.provider_ref == "ASSIGN-9"
 
 
+def test_prolific_participant_id_names_the_worker(client, study):
+    query = {"PROLIFIC_PID": "5f0c0ffee0123456789abcde", "STUDY_ID": "x", "SESSION_ID": "y"}
+    html = client.get(entry_url(study), query).content.decode()
+    assert 'name="worker_id" value="5f0c0ffee0123456789abcde"' in html
+
+
 def test_mturk_preview_shows_instructions_but_leases_nothing(client, study):
     preview = {"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "HIT-4"}
     response = client.get(entry_url(study), preview)
