@@ -72,9 +72,11 @@ def endpoints(study: Study) -> list[str]:
     ]
 
 
-def assert_refused(response) -> None:
+def assert_refused(response, status: int) -> None:
     """Refused, and the body names nothing of the study (only DRF's error detail)."""
-    assert response.status_code in (401, 403), response.status_code
+    assert response.status_code == status, response.status_code
+    if status == 401:
+        assert response["WWW-Authenticate"] == "Token"
     for secret in (b"s.1", b"adv", b"m.at", b"original_label", b"paths"):
         assert secret not in response.content
 
@@ -85,8 +87,8 @@ def test_every_endpoint_refuses_anonymous_and_non_staff_users(study):
     member = APIClient()
     member.force_authenticate(get_user_model().objects.create_user("member", password="pw"))
     for url in endpoints(study):
-        assert_refused(anonymous.get(url))
-        assert_refused(member.get(url))
+        assert_refused(anonymous.get(url), 401)
+        assert_refused(member.get(url), 403)
 
 
 def test_an_inactive_staff_users_token_is_refused(study, staff):
@@ -94,7 +96,7 @@ def test_an_inactive_staff_users_token_is_refused(study, staff):
     staff.is_active = False
     staff.save()
     for url in endpoints(study):
-        assert_refused(APIClient().get(url, HTTP_AUTHORIZATION=f"Token {token.key}"))
+        assert_refused(APIClient().get(url, HTTP_AUTHORIZATION=f"Token {token.key}"), 401)
 
 
 def test_a_workers_lease_token_gets_nothing(study):
@@ -107,7 +109,7 @@ def test_a_workers_lease_token_gets_nothing(study):
             anonymous.get(url, HTTP_AUTHORIZATION=f"Bearer {token}"),
             anonymous.get(f"{url}{glue}token={token}"),
         ):
-            assert_refused(response)
+            assert_refused(response, 401)
 
 
 def test_staff_token_and_session_both_work(study, staff):
