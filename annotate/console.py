@@ -35,7 +35,7 @@ from annotate.console_forms import CreateStudyForm, GenerateStimuliForm
 from annotate.jobs import JobError, job_log, job_start
 from annotate.models import AdversarialSet, Condition, Stimulus, Study
 from annotate.progress import studies_with_counts, study_progress
-from annotate.results import study_results
+from annotate.results import study_results_cached
 from annotate.selectors import responses_csv_lines, study_responses
 from annotate.studies import StudyError, study_close, study_create, study_open
 from robustness.models import TrainedModel
@@ -209,7 +209,7 @@ def _named_pairs(result: dict[str, Any]) -> list[dict[str, Any]]:
 def study_detail(request: HttpRequest, name: str) -> HttpResponse:
     """Results table and chart, sample grids, workers' attention checks, exports, open/close."""
     study = get_object_or_404(Study, name=name)
-    result = study_results(study=study)
+    result = study_results_cached(study=study)
     chart = plots.rates_chart_svg(conditions=result["conditions"]) if result["conditions"] else ""
     context = {
         "study": study,

@@ -5,11 +5,17 @@ The one place the console, the API and ``study_results`` get their numbers from,
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+from django.core.cache import cache
+from django.db.models import Count, Max
+
 from annotate import analysis
-from annotate.models import Study
+from annotate.models import Lease, Study
 from annotate.selectors import responses_arrays
+
+CACHE_SECONDS = 24 * 3600
 
 
 def default_rule(study: Study) -> analysis.ExclusionRule:
@@ -55,3 +61,40 @@ def study_results(
         "exclusion_rule": rule.describe(),
         **report,
     }
+
+
+def _cache_key(study: Study, rule: analysis.ExclusionRule, seed: int, bootstrap: int) -> str:
+    """A key that changes whenever the numbers could: submitted answers are immutable, so the
+    count and the newest submission time of the study's submitted leases name its data."""
+    data = Lease.objects.filter(study=study, status=Lease.Status.SUBMITTED).aggregate(
+        n=Count("id"), last=Max("submitted")
+    )
+    parts = [
+        study.pk,
+        study.status,
+        study.simulated,
+        data["n"],
+        data["last"],
+        rule,
+        seed,
+        bootstrap,
+    ]
+    return "study-results:" + hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def study_results_cached(
+    *,
+    study: Study,
+    rule: analysis.ExclusionRule | None = None,
+    seed: int = 0,
+    bootstrap: int = 1000,
+) -> dict[str, Any]:
+    """:func:`study_results` through Django's cache (the console and the API ask often; the
+    bootstrap is the slow part); any new submission gives a new key, so nothing is stale."""
+    rule = rule or default_rule(study)
+    key = _cache_key(study, rule, seed, bootstrap)
+    result = cache.get(key)
+    if result is None:
+        result = study_results(study=study, rule=rule, seed=seed, bootstrap=bootstrap)
+        cache.set(key, result, CACHE_SECONDS)
+    return result

@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from annotate.models import AdversarialSet, Stimulus, Study
 from annotate.permissions import IsStaff
 from annotate.progress import studies_with_counts, study_progress
-from annotate.results import study_results
+from annotate.results import study_results_cached
 from annotate.selectors import responses_csv_lines, study_responses
 from annotate.staff_serializers import (
     AdversarialSetSerializer,
@@ -216,7 +216,7 @@ class StudyViewSet(StaffViewSet):
         """Table 4.2 for this study: rates with intervals per condition, exclusions, tests."""
         params = ResultsQuery(data=request.query_params.dict())
         params.is_valid(raise_exception=True)
-        return Response(study_results(study=self.get_object(), **params.validated_data))
+        return Response(study_results_cached(study=self.get_object(), **params.validated_data))
 
     @extend_schema(
         parameters=[ExportQuery],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django.core.files.storage import FileSystemStorage
 
 
@@ -14,6 +15,7 @@ def isolated_files(settings, tmp_path, monkeypatch):
     settings.BLINDSPOT_RUNS_DIR = tmp_path / "runs"
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.BLINDSPOT_JOBS_DIR = tmp_path / "jobs"
+    cache.clear()  # cached study results must not outlive the test that made them
     field = TrainedModel._meta.get_field("checkpoint")
     monkeypatch.setattr(field, "storage", FileSystemStorage(location=tmp_path / "artifacts"))
 

@@ -79,3 +79,24 @@ def test_a_worker_failing_an_attention_check_is_excluded_before_the_rates():
     assert result["exclusions"]["workers_excluded"] == 1
     (row,) = result["conditions"]
     assert row["workers"] == 1 and row["change"]["pct"] == 0.0
+
+
+def test_cached_results_equal_fresh_ones_and_a_new_submission_renews_them(monkeypatch):
+    from annotate import results
+    from tests.annotate.factories import make_study, work
+
+    study = make_study(n_assignments=3)
+    work(study, "w1")
+    first = results.study_results_cached(study=study, bootstrap=50)
+    assert first == results.study_results(study=study, bootstrap=50)
+    calls = []
+    real = results.study_results
+    monkeypatch.setattr(results, "study_results", lambda **kw: calls.append(kw) or real(**kw))
+    assert results.study_results_cached(study=study, bootstrap=50) == first
+    assert calls == []  # served from the cache
+    assert results.study_results_cached(study=study, bootstrap=60) is not None
+    assert len(calls) == 1  # other parameters: computed
+    work(study, "w2")
+    renewed = results.study_results_cached(study=study, bootstrap=50)
+    assert len(calls) == 2 and renewed != first
+    assert renewed["conditions"][0]["answers"] > first["conditions"][0]["answers"]
