@@ -10,7 +10,7 @@ from typing import Any
 
 from django import forms
 
-from annotate.models import AdversarialSet, Study
+from annotate.models import AdversarialSet, Study, name_validator
 from annotate.stimuli import CONTROL_KINDS, HC_STEPS, StimulusError, stimulus_set_check
 from robustness.models import TrainedModel
 
@@ -23,7 +23,12 @@ class GenerateStimuliForm(forms.Form):
         to_field_name="name",
         help_text="a trained model from the registry",
     )
-    name = forms.SlugField(required=False, max_length=90, help_text="set name (default: MODEL-hc)")
+    name = forms.CharField(
+        required=False,
+        max_length=90,
+        validators=[name_validator],
+        help_text="set name (default: MODEL-hc)",
+    )
     split = forms.ChoiceField(choices=[("test", "test"), ("valid", "valid")], initial="test")
     limit = forms.IntegerField(
         required=False, min_value=1, help_text="only the first N images (empty: the whole split)"
@@ -61,6 +66,7 @@ class GenerateStimuliForm(forms.Form):
                 seed=data["seed"],
                 steps=data["steps"],
                 controls=data["controls"],
+                replace_hint="; choose another name (or run generate_stimuli --replace)",
             )
         except StimulusError as exc:
             raise forms.ValidationError(str(exc)) from None
@@ -91,7 +97,7 @@ class GenerateStimuliForm(forms.Form):
 class CreateStudyForm(forms.Form):
     """``manage.py create_study``: a draft study whose conditions are stimulus sets."""
 
-    name = forms.SlugField(max_length=100)
+    name = forms.CharField(max_length=100, validators=[name_validator])
     title = forms.CharField(max_length=200, required=False, help_text="shown to workers")
     sets = forms.ModelMultipleChoiceField(
         queryset=AdversarialSet.objects.filter(status=AdversarialSet.Status.DONE)

@@ -193,6 +193,8 @@ def lease_acquire(
         except IntegrityError:
             continue  # a lost race on the assignment or on the worker's slot: look again
         if lease is None:
+            if worker.source == Worker.Source.ANONYMOUS:
+                worker.delete()  # made for this request only: leave no unused row behind
             raise errors.StudyFull()
         _log(Event.Kind.LEASED, study=study, lease=lease, assignment=lease.assignment.index)
         return lease

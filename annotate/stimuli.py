@@ -451,11 +451,13 @@ def stimulus_set_check(
     steps: int = HC_STEPS,
     replace: bool = False,
     controls: Sequence[str] = (),
+    replace_hint: str = "; pass --replace",
 ) -> tuple[str, dict[str, Any], list[str]]:
     """Validate a generation request without running it: (set name, parameters, control kinds).
 
     Raises StimulusError for a bad value, an unusable model, or an existing set of that name
-    made with other parameters (unless ``replace``); the console checks before it launches.
+    made with other parameters (unless ``replace``; ``replace_hint`` ends that message); the
+    console checks before it launches.
     """
     name = name or f"{model.name}-hc"
     _check_name(name)
@@ -486,7 +488,7 @@ def stimulus_set_check(
 
     row = AdversarialSet.objects.select_related("model").filter(name=name).first()
     if row is not None and not replace:
-        _check_same(row, AdversarialSet.Kind.ADVERSARIAL, model, params, hint="; pass --replace")
+        _check_same(row, AdversarialSet.Kind.ADVERSARIAL, model, params, hint=replace_hint)
     return name, params, kinds
 
 

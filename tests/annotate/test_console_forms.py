@@ -45,7 +45,7 @@ def test_generate_form_runs_the_command_and_the_home_page_shows_the_set(
     register(tmp_path)
     form = {
         "model": "tiny",
-        "name": "tiny-web",
+        "name": "tiny.web-v1",
         "split": "test",
         "limit": 6,
         "target": "closest",
@@ -56,15 +56,15 @@ def test_generate_form_runs_the_command_and_the_home_page_shows_the_set(
     }
     response = client.post(reverse("console:stimuli-new"), form)
     assert response.status_code == 302 and response["Location"] == reverse("console:home")
-    row = AdversarialSet.objects.get(name="tiny-web")
+    row = AdversarialSet.objects.get(name="tiny.web-v1")
     assert row.status == AdversarialSet.Status.DONE and row.stimuli.count() == 6
     assert row.params["steps"] == 50 and row.params["limit"] == 6
-    assert {c.name for c in row.controls.all()} == {"tiny-web-clean", "tiny-web-noise"}
+    assert {c.name for c in row.controls.all()} == {"tiny.web-v1-clean", "tiny.web-v1-noise"}
     home = client.get(reverse("console:home")).content.decode()
-    assert "tiny-web-noise" in home
-    log = client.get(reverse("console:set-log", args=["tiny-web"])).content.decode()
-    assert "tiny-web (adversarial): 6 stimuli" in log
-    live = client.get(reverse("console:progress")).json()["sets"]["tiny-web"]
+    assert "tiny.web-v1-noise" in home
+    log = client.get(reverse("console:set-log", args=["tiny.web-v1"])).content.decode()
+    assert "tiny.web-v1 (adversarial): 6 stimuli" in log
+    live = client.get(reverse("console:progress")).json()["sets"]["tiny.web-v1"]
     assert (live["done"], live["total"], live["status"]) == (6, 6, "done")
 
 
@@ -87,6 +87,7 @@ def test_generate_form_shows_errors_and_starts_nothing(client, staff, settings, 
     assert not AdversarialSet.objects.exists()
     make_set(3, name="taken", model=make_model_row(name="other"))
     response = client.post(url, {**base, "confidence": "original", "name": "taken"})
+    assert "choose another name" in str(response.context["form"].errors)
     assert response.status_code == 200 and "exists with other parameters" in str(
         response.context["form"].errors
     )

@@ -61,6 +61,9 @@ def test_anonymous_workers_get_distinct_ids_and_bad_ids_are_refused():
     assert a.worker != b.worker and a.worker.source == Worker.Source.ANONYMOUS
     with pytest.raises(errors.InvalidSubmission):
         leasing.lease_acquire(study=study, worker_id="<script>")
+    with pytest.raises(errors.StudyFull):  # a third anonymous visitor: no row left behind
+        leasing.lease_acquire(study=study, worker_id=None)
+    assert Worker.objects.count() == 2
 
 
 def test_closed_and_unknown_studies():
