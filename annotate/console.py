@@ -58,7 +58,7 @@ def metrics_rows(metrics: Any, prefix: str = "") -> list[tuple[str, Any]]:
 def set_rows() -> list[dict[str, Any]]:
     """Every stimulus set with its generation state, for the home page and its live refresh."""
     rows = []
-    sets = AdversarialSet.objects.select_related("model", "parent").order_by("-created", "-id")
+    sets = AdversarialSet.objects.select_related("model").order_by("-created", "-id")
     for s in sets:
         total = s.progress_total
         rows.append(
