@@ -97,34 +97,25 @@ class WorkerAdmin(admin.ModelAdmin):
     search_fields = ["external_id"]
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Evidence and mirrored rows (events, MTurk's state): browse them, never edit them here."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ReadOnlyAdmin):
     """The event log is evidence: it can be read and filtered, never edited."""
 
     list_display = ["at", "kind", "study", "worker", "lease"]
     list_filter = ["kind", "study"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows the MTurk commands keep in step with MTurk: browse them, change them there."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Hit)

@@ -71,13 +71,19 @@ def test_staff_log_in_and_see_the_study_page(live_server, browser, artifacts_dir
     page.close()
 
 
-def test_home_page_bars_move_without_a_reload(live_server, browser, artifacts_dir, client):
-    study = make_study(name="live-demo", n_assignments=4)
-    user = get_user_model().objects.create_user("staff2", password="secret-pw", is_staff=True)
+def staff_page(browser, live_server, client, username: str, viewport: dict):
+    """A browser page already logged in as a new staff user (the test client's session)."""
+    user = get_user_model().objects.create_user(username, password="secret-pw", is_staff=True)
     client.force_login(user)
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page = browser.new_page(viewport=viewport)
     cookie = client.cookies["sessionid"]
     page.context.add_cookies([{"name": "sessionid", "value": cookie.value, "url": live_server.url}])
+    return page
+
+
+def test_home_page_bars_move_without_a_reload(live_server, browser, artifacts_dir, client):
+    study = make_study(name="live-demo", n_assignments=4)
+    page = staff_page(browser, live_server, client, "staff2", {"width": 1400, "height": 900})
     page.goto(f"{live_server.url}/console/")
     row = page.locator('tr[data-study="live-demo"]')
     expect(row.locator('[data-count="open"]').first).to_have_text("4")
@@ -115,11 +121,7 @@ def test_forms_and_the_mturk_page_render(live_server, browser, artifacts_dir, cl
         duration_seconds=1800,
         auto_approve_seconds=3 * 86400,
     )
-    user = get_user_model().objects.create_user("staff3", password="secret-pw", is_staff=True)
-    client.force_login(user)
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    cookie = client.cookies["sessionid"]
-    page.context.add_cookies([{"name": "sessionid", "value": cookie.value, "url": live_server.url}])
+    page = staff_page(browser, live_server, client, "staff3", {"width": 1300, "height": 1000})
     page.goto(f"{live_server.url}/console/studies/{study.name}/mturk/")
     expect(page.get_by_text("SANDBOX").first).to_be_visible()
     expect(page.get_by_text("3HITPREVIEW000000000000000001").first).to_be_visible()
