@@ -183,13 +183,12 @@ def study_entry(request: HttpRequest, study_key: str) -> HttpResponse:
     except errors.WorkError as exc:
         return error_page(request, exc)
     params = _panel_params(request.GET)
-    if study.provider == Study.Provider.MTURK and _accept(params).preview:
-        if not has_open_assignment(study):  # say so before anyone accepts the HIT
+    if study.provider == Study.Provider.MTURK:
+        accept = _accept(params)
+        if accept.preview and not has_open_assignment(study):  # say so before anyone accepts
             return _for_study(error_page(request, errors.StudyFull()), study)
-    if study.provider == Study.Provider.MTURK and _accept(params).complete:
-        bound = handshake.binding(study, _accept(params))
-        if bound is not None and bound.lease is not None and bound.lease.status in handshake.LIVE:
-            return redirect("annotate:work", token=lease_token(bound.lease))  # a reload
+        if accept.complete and (lease := handshake.bound_lease(study, accept)) is not None:
+            return redirect("annotate:work", token=lease_token(lease))  # a reload
     return _entry(request, study, params)
 
 

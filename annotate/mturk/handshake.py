@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotate import errors
-from annotate.leasing import lease_acquire
+from annotate.leasing import LIVE, lease_acquire
 from annotate.models import Hit, HitAssignment, Lease, Study, Worker
 from annotate.mturk.client import endpoint_url, is_local_endpoint
 
@@ -35,7 +35,6 @@ FRAME_ANCESTORS = (
     "https://www.mturk.com",
 )
 SUBMIT_HOSTS = frozenset({SANDBOX_SUBMIT, LIVE_SUBMIT, "https://worker.mturk.com"})
-LIVE = (Lease.Status.ACTIVE, Lease.Status.SUBMITTED)
 
 
 class UnknownHit(errors.WorkError):
@@ -90,13 +89,16 @@ def submit_host(value: str, *, sandbox: bool) -> str:
     return SANDBOX_SUBMIT if sandbox else LIVE_SUBMIT
 
 
-def binding(study: Study, accept: Accept) -> HitAssignment | None:
-    """The lease-bound record of this (assignment id, worker id) in ``study``, if any."""
-    return (
-        HitAssignment.objects.select_related("lease__study", "hit")
+def bound_lease(study: Study, accept: Accept) -> Lease | None:
+    """The live lease this (assignment id, worker id) holds in ``study``, if it accepted before."""
+    row = (
+        HitAssignment.objects.select_related("lease__study")
         .filter(hit__study=study, assignment_id=accept.assignment_id, worker_id=accept.worker_id)
         .first()
     )
+    if row is not None and row.lease is not None and row.lease.status in LIVE:
+        return row.lease
+    return None
 
 
 def _previous_work(study: Study, worker_id: str) -> QuerySet[Lease]:
@@ -116,9 +118,8 @@ def accept_lease(*, study: Study, accept: Accept) -> Lease:
     hit = Hit.objects.filter(study=study, hit_id=accept.hit_id).first()
     if hit is None:
         raise UnknownHit()
-    bound = binding(study, accept)
-    if bound is not None and bound.lease is not None and bound.lease.status in LIVE:
-        return bound.lease
+    if (lease := bound_lease(study, accept)) is not None:
+        return lease
     others = HitAssignment.objects.filter(
         hit__study=study, worker_id=accept.worker_id, lease__status__in=LIVE
     ).exclude(hit=hit)

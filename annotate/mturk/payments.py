@@ -130,18 +130,34 @@ def approve_plan(
 
 def approve(*, batch: Batch, feedback: str = "", client: BaseClient | None = None) -> Outcome:
     """Approve each assignment of the batch (pays reward + fee); failures don't stop the loop."""
+    extra = {"RequesterFeedback": feedback} if feedback else {}
+    return _review(batch, "approve", Status.APPROVED, feedback, extra, client)
+
+
+def _review(
+    batch: Batch,
+    action: str,
+    status: str,
+    feedback: str,
+    extra: dict[str, Any],
+    client: BaseClient | None,
+) -> Outcome:
+    """Approve or reject each row (``{action}_assignment``) and record MTurk's new status."""
     client = client or get_client()
-    outcome = Outcome(action="approve")
+    outcome = Outcome(action=action)
     for row in batch.rows:
-        params: dict[str, Any] = {"AssignmentId": row.assignment_id}
-        if feedback:
-            params["RequesterFeedback"] = feedback
         try:
-            call(client, "approve_assignment", study=row.hit.study, **params)
+            call(
+                client,
+                f"{action}_assignment",
+                study=row.hit.study,
+                AssignmentId=row.assignment_id,
+                **extra,
+            )
         except MTurkError as exc:
             outcome.failed.append(f"{row.assignment_id}: {exc}")
             continue
-        row.mturk_status = Status.APPROVED
+        row.mturk_status = status
         row.reviewed = timezone.now()
         row.feedback = feedback[:1024]
         row.save(update_fields=["mturk_status", "reviewed", "feedback", "updated"])
@@ -179,26 +195,7 @@ def reject(*, batch: Batch, reason: str, client: BaseClient | None = None) -> Ou
     """Reject each assignment with ``reason`` (MTurk requires it and shows it to the worker)."""
     if not (reason or "").strip():
         raise PaymentError("a reason is required: MTurk shows it to the worker")
-    client = client or get_client()
-    outcome = Outcome(action="reject")
-    for row in batch.rows:
-        try:
-            call(
-                client,
-                "reject_assignment",
-                study=row.hit.study,
-                AssignmentId=row.assignment_id,
-                RequesterFeedback=reason,
-            )
-        except MTurkError as exc:
-            outcome.failed.append(f"{row.assignment_id}: {exc}")
-            continue
-        row.mturk_status = Status.REJECTED
-        row.reviewed = timezone.now()
-        row.feedback = reason[:1024]
-        row.save(update_fields=["mturk_status", "reviewed", "feedback", "updated"])
-        outcome.done.append(row.assignment_id)
-    return outcome
+    return _review(batch, "reject", Status.REJECTED, reason, {"RequesterFeedback": reason}, client)
 
 
 # --- bonus --------------------------------------------------------------------------------

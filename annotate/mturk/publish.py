@@ -22,6 +22,7 @@ from django.db.models import Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from annotate.leasing import LIVE
 from annotate.models import Hit, HitAssignment, Lease, Study
 from annotate.mturk import fees
 from annotate.mturk.client import (
@@ -47,7 +48,6 @@ DEFAULT_LIFETIME = 3 * 86400
 DEFAULT_AUTO_APPROVE = 3 * 86400
 DEFAULT_KEYWORDS = "image, labeling, digits, handwriting, research"
 HIT_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
-LIVE = (Lease.Status.ACTIVE, Lease.Status.SUBMITTED)
 EXTERNAL_QUESTION = (
     '<ExternalQuestion xmlns="http://mechanicalturk.amazonaws.com/'
     'AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd">'
