@@ -12,8 +12,9 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from annotate import leasing
-from annotate.models import AdversarialSet
+from annotate.models import AdversarialSet, Study
 from tests.annotate.factories import make_model_row, make_set, make_study
+from tests.annotate.mturk_stubs import add_hit
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect = sync_api.expect
@@ -101,30 +102,13 @@ def test_home_page_bars_move_without_a_reload(live_server, browser, artifacts_di
 
 
 def test_forms_and_the_mturk_page_render(live_server, browser, artifacts_dir, client):
-    from decimal import Decimal
-
-    from annotate.models import Hit, Study
-
     study = answered_study()
     Study.objects.filter(pk=study.pk).update(provider="mturk", provider_options={"sandbox": True})
-    Hit.objects.create(
-        study=study,
-        sandbox=True,
-        index=0,
-        request_token="tok",
-        hit_id="3HITPREVIEW000000000000000001",
-        hit_type_id="3TYPE",
-        hit_group_id="3GROUP",
-        max_assignments=6,
-        reward=Decimal("0.50"),
-        lifetime_seconds=3 * 86400,
-        duration_seconds=1800,
-        auto_approve_seconds=3 * 86400,
-    )
+    hit = add_hit(study, size=6)
     page = staff_page(browser, live_server, client, "staff3", {"width": 1300, "height": 1000})
     page.goto(f"{live_server.url}/console/studies/{study.name}/mturk/")
     expect(page.get_by_text("SANDBOX").first).to_be_visible()
-    expect(page.get_by_text("3HITPREVIEW000000000000000001").first).to_be_visible()
+    expect(page.get_by_text(hit.hit_id).first).to_be_visible()
     page.screenshot(path=artifacts_dir / "console-mturk.png", full_page=True)
     page.goto(f"{live_server.url}/console/studies/new/")
     expect(page.get_by_role("heading", name="New study")).to_be_visible()

@@ -5,13 +5,13 @@ work is posted to MTurk's externalSubmit (intercepted here: no network)."""
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from urllib.parse import parse_qs
 
 import pytest
 
-from annotate.models import Hit, HitAssignment, Lease, Study
+from annotate.models import HitAssignment, Lease, Study
 from annotate.mturk import handshake
+from tests.annotate.mturk_stubs import add_hit
 from tests.browser.conftest import PanelPage
 from tests.browser.test_worker_page import BLOCK_STORAGE, SIZE, WANTED, grid_study, stored_labels
 
@@ -36,19 +36,7 @@ def test_mturk_flow_inside_an_iframe(live_server, browser, artifacts_dir, panel_
     study.provider = Study.Provider.MTURK
     study.provider_options = {"sandbox": True}
     study.save()
-    Hit.objects.create(
-        study=study,
-        sandbox=True,
-        index=0,
-        request_token="tok-0",
-        hit_id="HITB1",
-        hit_type_id="T",
-        max_assignments=1,
-        reward=Decimal("0.50"),
-        lifetime_seconds=3600,
-        duration_seconds=1800,
-        auto_approve_seconds=3600,
-    )
+    hit = add_hit(study, size=1)
     settings.BLINDSPOT_FRAME_ANCESTORS = [panel_server]
     context = browser.new_context(viewport={"width": 1000, "height": 1300})
     context.add_init_script(BLOCK_STORAGE)
@@ -62,7 +50,7 @@ def test_mturk_flow_inside_an_iframe(live_server, browser, artifacts_dir, panel_
     page = context.new_page()
 
     # Preview: instructions and an example, no consent form, nothing leased.
-    frame_with(live_server, study, f"assignmentId={handshake.PREVIEW}&hitId=HITB1")
+    frame_with(live_server, study, f"assignmentId={handshake.PREVIEW}&hitId={hit.hit_id}")
     page.goto(panel_server)
     frame = page.frame_locator("#task")
     expect(frame.get_by_text("This is a preview")).to_be_visible()
@@ -71,7 +59,7 @@ def test_mturk_flow_inside_an_iframe(live_server, browser, artifacts_dir, panel_
     page.screenshot(path=artifacts_dir / "mturk-preview.png")
 
     # Accepted: MTurk reloads the frame with the worker's ids.
-    ids = f"assignmentId=ASG1&hitId=HITB1&workerId=WTURK1&turkSubmitTo={SANDBOX}"
+    ids = f"assignmentId=ASG1&hitId={hit.hit_id}&workerId=WTURK1&turkSubmitTo={SANDBOX}"
     frame_with(live_server, study, ids)
     page.goto(panel_server)
     frame.get_by_label("I have read the instructions").check()
