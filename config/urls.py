@@ -1,11 +1,21 @@
-"""Top-level URL configuration."""
+"""Top-level URL configuration.
 
+An installed app with a ``console_urls`` module (a recruitment provider's console pages) is
+mounted at ``/console/<its label>/``, so no app is named here that may be left out.
+"""
+
+from django.apps import apps
 from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/", include("annotate.staff_urls")),  # staff API, schema and docs
-    path("console/", include("annotate.console_urls")),
-    path("", include("annotate.urls")),
+    path("api/", include("annotate.staffapi.urls")),  # staff API, schema and docs
+    path("console/", include("annotate.console.urls")),
+    *(
+        path(f"console/{config.label}/", include(config.console_urls))
+        for config in apps.get_app_configs()
+        if getattr(config, "console_urls", None)
+    ),
+    path("", include("annotate.work.urls")),
 ]

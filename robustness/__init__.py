@@ -18,7 +18,7 @@ __all__ = ["load_model"]
 def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> nn.Module:
     """The trained network in a checkpoint file, in eval mode, on ``device``.
 
-    ``device`` defaults to $BLINDSPOT_DEVICE (``auto``: CUDA when available, else CPU).
+    ``device``: ``auto`` (the default: CUDA when available, else CPU), ``cpu``, ``cuda[:N]``.
     """
     from robustness import checkpoint, nets, runtime
 

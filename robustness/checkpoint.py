@@ -14,12 +14,16 @@ from typing import Any
 
 import torch
 
+from robustness.errors import BlindspotError
+
 FORMAT = "blindspot-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(BlindspotError, RuntimeError):
     """A checkpoint file is missing, unreadable or not a Blindspot checkpoint."""
+
+    code, status = "bad_checkpoint", 503
 
 
 def save(payload: dict[str, Any], path: str | os.PathLike) -> Path:

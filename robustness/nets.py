@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from robustness.errors import ConfigError
+
 __all__ = [
     "INITS",
     "NETWORKS",
@@ -39,7 +41,7 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in NETWORKS:
-            raise ValueError(f"network {name!r} is already registered")
+            raise ConfigError(f"network {name!r} is already registered")
         NETWORKS[name] = fn
         return fn
 
@@ -64,7 +66,7 @@ def init_weights(model: nn.Module, scheme: str) -> None:
     Glorot/Xavier uniform, zero biases.
     """
     if scheme not in INITS:
-        raise ValueError(f"unknown init scheme {scheme!r}; choose one of: {', '.join(INITS)}")
+        raise ConfigError(f"unknown init scheme {scheme!r}; choose one of: {', '.join(INITS)}")
     if scheme == "torch":
         return
     for m in model.modules():
@@ -91,23 +93,23 @@ def build(name: str | None = None, *, arch: str | None = None, **kw) -> nn.Modul
     if name is None:
         name = arch
     elif arch is not None and arch != name:
-        raise ValueError(f"conflicting network names: name={name!r}, arch={arch!r}")
+        raise ConfigError(f"conflicting network names: name={name!r}, arch={arch!r}")
     if name is None:
-        raise ValueError(f"no network named; choose one of: {', '.join(names())}")
+        raise ConfigError(f"no network named; choose one of: {', '.join(names())}")
     if name not in NETWORKS:
-        raise ValueError(f"unknown network {name!r}; choose one of: {', '.join(names())}")
+        raise ConfigError(f"unknown network {name!r}; choose one of: {', '.join(names())}")
     fn = NETWORKS[name]
     sig = inspect.signature(fn)
     unknown = [k for k in kw if k not in sig.parameters]
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown argument(s) {', '.join(map(repr, unknown))} for network {name!r}; "
             f"it accepts: {', '.join(sig.parameters)}"
         )
     try:
         bound = sig.bind(**kw)
     except TypeError as e:
-        raise ValueError(f"bad arguments for network {name!r}: {e}") from e
+        raise ConfigError(f"bad arguments for network {name!r}: {e}") from e
     bound.apply_defaults()
     config = dict(bound.arguments)
     if "in_shape" in config:
@@ -123,17 +125,17 @@ def build(name: str | None = None, *, arch: str | None = None, **kw) -> nn.Modul
 def _shape(in_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in in_shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"in_shape must be (C, H, W) with positive sizes, got {in_shape!r}")
+        raise ConfigError(f"in_shape must be (C, H, W) with positive sizes, got {in_shape!r}")
     return shape  # type: ignore[return-value]
 
 
 def _check(num_classes: int, dropout: float, init: str) -> None:
     if int(num_classes) < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes!r}")
     if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
     if init not in INITS:
-        raise ValueError(f"unknown init scheme {init!r}; choose one of: {', '.join(INITS)}")
+        raise ConfigError(f"unknown init scheme {init!r}; choose one of: {', '.join(INITS)}")
 
 
 def _drop(p: float) -> nn.Module:
@@ -152,7 +154,7 @@ class GaussianNoise(nn.Module):
     def __init__(self, std: float) -> None:
         super().__init__()
         if std < 0:
-            raise ValueError(f"noise std must be >= 0, got {std!r}")
+            raise ConfigError(f"noise std must be >= 0, got {std!r}")
         self.std = float(std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,7 +209,7 @@ def _convnet(in_shape, num_classes, dropout, init, padding: int, hidden: int) ->
     for _ in range(2):  # conv 5×5 then maxpool 2 (floor), twice
         h, w = (h + 2 * padding - 4) // 2, (w + 2 * padding - 4) // 2
         if h < 1 or w < 1:
-            raise ValueError(f"in_shape {in_shape!r} is too small for this network")
+            raise ConfigError(f"in_shape {in_shape!r} is too small for this network")
     model = nn.Sequential(
         nn.Conv2d(c, 32, 5, padding=padding),
         nn.ReLU(),

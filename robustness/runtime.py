@@ -8,26 +8,35 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
+from robustness.errors import BlindspotError
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+_CUBLAS = "CUBLAS_WORKSPACE_CONFIG"
 
 
-class DeviceError(RuntimeError):
+class DeviceError(BlindspotError, RuntimeError):
     """A requested device is not available on this machine."""
+
+    code, status = "device_unavailable", 503
 
 
 def resolve_device(spec: str | torch.device | None = None) -> torch.device:
-    """Turn ``auto``/``cpu``/``cuda``/``cuda:N`` (default: $BLINDSPOT_DEVICE) into a device.
+    """Turn ``auto``/``cpu``/``cuda``/``cuda:N`` (None: ``auto``) into a device.
 
     ``auto`` means CUDA when available, else CPU. Asking for CUDA where there is none is an
     error rather than a silent fall-back, so a benchmark never reports CPU numbers as GPU ones.
+    The entry point decides (a command's ``--device``, the Django setting ``BLINDSPOT_DEVICE``);
+    the library reads no environment variable.
     """
     if isinstance(spec, torch.device):
         return spec
-    spec = (spec or os.environ.get("BLINDSPOT_DEVICE") or "auto").strip().lower()
+    spec = (spec or "auto").strip().lower()
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -47,17 +56,35 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
     return device
 
 
-def deterministic(enabled: bool = True) -> None:
-    """Make kernels deterministic so a resumed run ends bit-identical to an uninterrupted one.
+@contextmanager
+def deterministic(enabled: bool = True) -> Iterator[None]:
+    """Deterministic kernels inside the block, so a resumed run ends bit-identical to an
+    uninterrupted one; on exit every setting it touched is as it was before.
 
-    cuBLAS needs CUBLAS_WORKSPACE_CONFIG set before its first use; setting it here is harmless
-    on the CPU.
+    cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` before its first use; it is set for the block
+    (harmless on the CPU) unless the caller set it already.
     """
-    if enabled:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    workspace = os.environ.get(_CUBLAS)
+    if enabled and workspace is None:
+        os.environ[_CUBLAS] = ":4096:8"
     torch.use_deterministic_algorithms(enabled)
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = not enabled
+    try:
+        yield
+    finally:
+        algorithms, warn_only, cudnn_deterministic, cudnn_benchmark = before
+        torch.use_deterministic_algorithms(algorithms, warn_only=warn_only)
+        torch.backends.cudnn.deterministic = cudnn_deterministic
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        if workspace is None:
+            os.environ.pop(_CUBLAS, None)
 
 
 def seed_everything(seed: int) -> None:

@@ -10,6 +10,8 @@ from typing import ClassVar
 
 import torch
 
+from robustness.errors import ConfigError
+
 NORMS = ("linf", "l2", "l1", "l0", "l0_pixel")
 _TINY = 1e-12
 
@@ -32,7 +34,7 @@ def lp_norm(r: torch.Tensor, norm: str) -> torch.Tensor:
         return (flat != 0).sum(1).to(r.dtype)
     if norm == "l0_pixel":
         return pixel_l0(r)
-    raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    raise ConfigError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
 
 
 def pixel_l0(r: torch.Tensor) -> torch.Tensor:
@@ -113,7 +115,7 @@ def get(norm: str) -> Norm:
     try:
         return NORM_OBJECTS[norm]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"projected attacks support {', '.join(NORM_OBJECTS)}, not {norm!r}"
         ) from None
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from robustness import checkpoint, defenses, nets, runtime
 from robustness.data import Dataset
+from robustness.errors import BlindspotError
 from robustness.evaluation import error_rate
 
 # Optimiser schedules of the thesis (methods.md §3). Each is a set of TrainConfig defaults.
@@ -34,8 +35,10 @@ SCHEDULES: dict[str, dict[str, Any]] = {
 LR_DECAYS = ("exponential", "step", "none")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(BlindspotError, RuntimeError):
     """A run cannot start or continue (bad configuration, mismatching checkpoint)."""
+
+    code = "training_refused"
 
 
 @dataclass(frozen=True)
@@ -197,12 +200,32 @@ def fit(
 
     With ``resume`` the run continues from ``checkpoint_path`` (which must hold the same
     configuration, apart from a larger number of epochs) and ends with weights bit-identical
-    to an uninterrupted run on the same device.
+    to an uninterrupted run on the same device. Kernels are deterministic during the run; the
+    process's settings are restored when it returns.
     """
-    device = runtime.resolve_device(device)
-    callbacks = callbacks or Callbacks()
-    checkpoint_path = Path(checkpoint_path)
-    runtime.deterministic(True)
+    with runtime.deterministic():
+        return _fit(
+            config,
+            data,
+            device=runtime.resolve_device(device),
+            checkpoint_path=Path(checkpoint_path),
+            resume=resume,
+            callbacks=callbacks or Callbacks(),
+            log_every=log_every,
+        )
+
+
+def _fit(
+    config: TrainConfig,
+    data: Dataset,
+    *,
+    device: torch.device,
+    checkpoint_path: Path,
+    resume: bool,
+    callbacks: Callbacks,
+    log_every: int,
+) -> FitResult:
+    """:func:`fit`'s loop, run with deterministic kernels."""
     runtime.seed_everything(config.seed)
 
     defense = defenses.build(config.defense, config.defense_params)

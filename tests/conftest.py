@@ -10,7 +10,7 @@ from django.core.files.storage import FileSystemStorage
 @pytest.fixture(autouse=True)
 def isolated_files(settings, tmp_path, monkeypatch):
     """Point run folders, media and checkpoints at tmp_path (the MNIST cache is shared)."""
-    from robustness.models import TrainedModel
+    from robustness.registry.models import TrainedModel
 
     settings.BLINDSPOT_RUNS_DIR = tmp_path / "runs"
     settings.MEDIA_ROOT = tmp_path / "media"

@@ -1,8 +1,23 @@
-"""Amazon Mechanical Turk, requester side: publish HITs, reconcile, pay, and audit every call.
+"""Amazon Mechanical Turk as a recruitment provider: its own Django app (label ``mturk``).
 
-Modules: ``client`` (the boto3 client, retries, errors, the ``MTurkCall`` audit), ``fees``
-(MTurk's commission), ``qualifications``, ``publish``, ``reconcile``, ``payments``, ``hits``
-(expire, extend, status), ``providers`` (the recruitment-provider interface), ``fake_endpoint``
-(an in-memory MTurk for tests and local trials) and ``console`` (the staff page). The worker
-side (the ExternalQuestion page) lives in ``annotate.views``.
+Amazon closed MTurk on 2026-09-30; the provider stays for the thesis's protocol and for
+trials against a local endpoint. Leave the app out of ``INSTALLED_APPS`` (or
+``BLINDSPOT_PROVIDER_APPS``) and nothing else changes.
+
+Modules:
+    ``provider``        :class:`~annotate.mturk.provider.MTurkProvider`, both sides of the
+                        recruitment-provider interface.
+    ``handshake``       the worker side: preview, accept keyed on (assignment, worker),
+                        resume, and the ``externalSubmit`` hand-back.
+    ``models``          HITs, their assignments bound to leases, qualifications, the call audit.
+    ``client``          the boto3 client: retries, errors and the audit of every call.
+    ``fees``            MTurk's commission.  ``qualifications``  find-or-create, requirements.
+    ``publish``         plan, price and create HITs idempotently.
+    ``reconcile``       sync every HIT's assignments and report disagreements.
+    ``payments``        approve, reject, bonus (never twice).  ``hits``  expire, extend, status.
+    ``console``/``urls``  the staff page, at ``/console/mturk/studies/<name>/``.
+    ``checks``          system checks of the MTurk settings.
+    ``admin``           the mirrors and the audit, read-only.
+    ``testing``         an in-memory MTurk speaking its JSON protocol (tests, local trials).
+    ``management/commands``  ``mturk`` (publish … status), ``mturk_endpoint``.
 """

@@ -31,7 +31,9 @@ from botocore.exceptions import (
 from django.conf import settings
 from django.db import DatabaseError
 
-from annotate.models import MTurkCall, Study
+from annotate.models import Study
+from annotate.mturk.models import MTurkCall
+from robustness.errors import BlindspotError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ _clients: dict[tuple[str | None, bool], BaseClient] = {}
 _clients_lock = threading.Lock()
 
 
-class MTurkError(Exception):
+class MTurkError(BlindspotError):
     """A failed MTurk call, one line: ``code`` is MTurk's TurkErrorCode when it sent one."""
 
     def __init__(self, message: str, code: str = "", *, operation: str = "") -> None:

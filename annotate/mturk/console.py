@@ -17,11 +17,12 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from annotate.models import HitAssignment, MTurkCall, Study
+from annotate.models import Study
 from annotate.mturk import fees, hits, payments
 from annotate.mturk.client import MTurkError, is_sandbox, mode_label, preview_url
+from annotate.mturk.models import HitAssignment, MTurkCall
 from annotate.mturk.publish import PublishError, study_capacity
-from annotate.mturk.reconcile import study_problems, sync_study
+from annotate.mturk.reconcile import study_problems, study_sync
 
 AUDIT_ROWS = 50
 MAX_MESSAGES = 12
@@ -64,7 +65,7 @@ def study_mturk(request: HttpRequest, name: str) -> HttpResponse:
         "calls": MTurkCall.objects.filter(study=study).order_by("-at", "-id")[:AUDIT_ROWS],
         "options": study.provider_options or {},
     }
-    return render(request, "console/mturk.html", context)
+    return render(request, "mturk/console.html", context)
 
 
 def _say(request: HttpRequest, lines: list[str], *, ok: bool) -> None:
@@ -82,7 +83,7 @@ def _skipped(batch: payments.Batch) -> list[str]:
 
 
 def _sync(request: HttpRequest, study: Study) -> None:
-    report = sync_study(study=study)
+    report = study_sync(study=study)
     _say(request, report.lines(), ok=not report.errors)
 
 
@@ -118,7 +119,7 @@ def _bonus(request: HttpRequest, study: Study) -> None:
 
 
 def _expire(request: HttpRequest, study: Study) -> None:
-    outcome = hits.expire_hits(study=study)
+    outcome = hits.hits_expire(study=study)
     _say(request, outcome.lines(), ok=outcome.ok)
 
 
@@ -138,7 +139,7 @@ def study_mturk_action(request: HttpRequest, name: str, action: str) -> HttpResp
     run = ACTIONS.get(action)
     if run is None:
         raise Http404("unknown MTurk action")
-    back = HttpResponseRedirect(reverse("console:study-mturk", args=[study.name]))
+    back = HttpResponseRedirect(reverse("mturk:study", args=[study.name]))
     if action in SPENDING and request.POST.get("confirm") != "yes":
         messages.error(
             request,

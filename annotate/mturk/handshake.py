@@ -19,9 +19,11 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotate import errors
-from annotate.leasing import LIVE, lease_acquire
-from annotate.models import Hit, HitAssignment, Lease, Study, Worker
+from annotate.models import LIVE, Lease, Study
 from annotate.mturk.client import endpoint_url, is_local_endpoint
+from annotate.mturk.models import Hit, HitAssignment
+from annotate.mturk.publish import PROVIDER
+from annotate.work.leases import lease_acquire
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ def accept_lease(*, study: Study, accept: Accept) -> Lease:
         study=study,
         worker_id=accept.worker_id,
         provider_ref=accept.assignment_id,
-        source=Worker.Source.MTURK,
+        source=PROVIDER,
     )
     _bind(hit, accept, lease)
     return lease

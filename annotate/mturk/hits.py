@@ -11,12 +11,14 @@ from botocore.client import BaseClient
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from annotate.models import Hit, HitAssignment, Study
+from annotate.models import Study
 from annotate.mturk import fees
 from annotate.mturk.client import MTurkError, call, get_client, is_sandbox, mode_label
+from annotate.mturk.models import Hit, HitAssignment
 from annotate.mturk.payments import ALREADY_DONE, Outcome, spend_line, study_spend
 from annotate.mturk.publish import study_capacity
 from annotate.mturk.reconcile import study_problems
+from robustness.errors import BlindspotError
 
 # UpdateExpirationForHIT: "If you update it to a time in the past, the HIT will be immediately
 # expired" (service model); a fixed past instant, as oTree does.
@@ -24,7 +26,7 @@ EXPIRE_AT = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)
 MAX_INCREASE = "AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease"
 
 
-class HitError(Exception):
+class HitError(BlindspotError):
     """A HIT operation refused before anything was sent to MTurk."""
 
 
@@ -53,7 +55,7 @@ def other_mode_note(*, study: Study, sandbox: bool) -> str:
     return ""
 
 
-def expire_hits(*, study: Study, client: BaseClient | None = None) -> Outcome:
+def hits_expire(*, study: Study, client: BaseClient | None = None) -> Outcome:
     """Expire every HIT of the study in this mode now; workers already on one may finish."""
     client = client or get_client()
     outcome = Outcome(action="expire")

@@ -19,18 +19,20 @@ from botocore.client import BaseClient
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from annotate import analysis
-from annotate.models import HitAssignment, Lease, Study
+from annotate.analysis.responses import Responses, exclude
+from annotate.analysis.selectors import responses_arrays
+from annotate.models import Lease, Study
 from annotate.mturk import fees
 from annotate.mturk.client import MTurkError, call, get_client, is_sandbox, mode_label
-from annotate.results import default_rule
-from annotate.selectors import responses_arrays
+from annotate.mturk.models import HitAssignment
+from annotate.studies.policy import exclusion_rule
+from robustness.errors import BlindspotError
 
 Status = HitAssignment.MTurkStatus
 ALREADY_DONE = re.compile(r"already been processed|already exists|duplicate", re.IGNORECASE)
 
 
-class PaymentError(Exception):
+class PaymentError(BlindspotError):
     """A payment request that cannot be carried out as asked (nothing was done)."""
 
 
@@ -87,8 +89,8 @@ def _submitted_here(row: HitAssignment) -> bool:
 
 def passing_workers(*, study: Study) -> set[str]:
     """Worker ids the study's pre-declared exclusion rule keeps (attention checks passed)."""
-    responses = analysis.Responses.from_columns(responses_arrays(study=study))
-    _, report = analysis.exclude(responses, rule=default_rule(study))
+    responses = Responses.from_columns(responses_arrays(study=study))
+    _, report = exclude(responses, rule=exclusion_rule(study))
     return {str(w["worker"]) for w in report["workers"] if not w["excluded"]}
 
 

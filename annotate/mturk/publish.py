@@ -22,8 +22,7 @@ from django.db.models import Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from annotate.leasing import LIVE
-from annotate.models import Hit, HitAssignment, Lease, Study
+from annotate.models import LIVE, Lease, Study
 from annotate.mturk import fees
 from annotate.mturk.client import (
     MTurkError,
@@ -35,6 +34,7 @@ from annotate.mturk.client import (
     pages,
     preview_url,
 )
+from annotate.mturk.models import Hit, HitAssignment
 from annotate.mturk.qualifications import (
     QualificationError,
     describe_requirement,
@@ -42,7 +42,10 @@ from annotate.mturk.qualifications import (
     parse_requirement,
     repeat_qualification,
 )
+from annotate.providers.registry import LOCAL
+from robustness.errors import BlindspotError
 
+PROVIDER = "mturk"  # Study.provider of an MTurk study (MTurkProvider.name)
 DEFAULT_PER_HIT = 9  # psiTurk's choice: 10 or more assignments per HIT cost 40% instead of 20%
 DEFAULT_LIFETIME = 3 * 86400
 DEFAULT_AUTO_APPROVE = 3 * 86400
@@ -59,7 +62,7 @@ ENTITY_ID = re.compile(r"\b(?=[A-Z0-9]*[A-Z])(?=[A-Z0-9]*[0-9])[A-Z0-9]{20,64}\b
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
-class PublishError(Exception):
+class PublishError(BlindspotError):
     """Publishing cannot go on (the message says why and what to do)."""
 
 
@@ -202,14 +205,14 @@ class PublishPlan:
         return out + [f"Note: {w}" for w in self.warnings]
 
 
-def plan_publish(*, study: Study, options: PublishOptions) -> PublishPlan:
+def publish_plan(*, study: Study, options: PublishOptions) -> PublishPlan:
     """Check the study and the options and price the HITs; calls nothing on MTurk."""
     if study.status != Study.Status.OPEN:
         raise PublishError(
             f"study {study.name} is {study.status}: open it first "
-            f"(manage.py open_study --name {study.name})"
+            f"(manage.py open_study --study {study.name})"
         )
-    if study.provider not in (Study.Provider.LOCAL, Study.Provider.MTURK):
+    if study.provider not in (LOCAL, PROVIDER):
         raise PublishError(f"study {study.name} recruits through {study.provider}, not MTurk")
     if not 1 <= options.assignments_per_hit <= 1000:
         raise PublishError("--assignments-per-hit must be between 1 and 1000")
@@ -328,7 +331,7 @@ def publish(*, plan: PublishPlan, client: BaseClient | None = None) -> PublishRe
 def _remember_options(plan: PublishPlan, *, hit_type_id: str, qualification_type_id: str) -> None:
     """Store the MTurk settings on the study before any HIT exists (the worker page reads them)."""
     study, o = plan.study, plan.options
-    study.provider = Study.Provider.MTURK
+    study.provider = PROVIDER
     study.provider_options = {
         **(study.provider_options or {}),
         "sandbox": plan.sandbox,

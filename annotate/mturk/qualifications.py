@@ -15,7 +15,7 @@ from typing import Any
 from botocore.client import BaseClient
 from django.db import IntegrityError
 
-from annotate.models import MTurkQualification, Study
+from annotate.models import Study
 from annotate.mturk.client import (
     MTurkError,
     call,
@@ -24,6 +24,8 @@ from annotate.mturk.client import (
     is_sandbox,
     pages,
 )
+from annotate.mturk.models import MTurkQualification
+from robustness.errors import BlindspotError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ COUNTRY = re.compile(r"^[A-Z]{2}$")
 EXAMPLES = "approval>=95, approved-hits>=100, locale=US or locale=US,CA"
 
 
-class QualificationError(ValueError):
+class QualificationError(BlindspotError, ValueError):
     """A qualification flag we cannot read (the message says what is accepted)."""
 
 

@@ -17,8 +17,9 @@ from botocore.client import BaseClient
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.models import Hit, HitAssignment, Lease, Study
+from annotate.models import Lease, Study
 from annotate.mturk.client import MTurkError, call, get_client, is_sandbox, pages
+from annotate.mturk.models import Hit, HitAssignment
 
 STATUSES = ["Submitted", "Approved", "Rejected"]  # all ListAssignmentsForHIT can return
 Status = HitAssignment.MTurkStatus
@@ -99,7 +100,7 @@ class SyncReport:
         return out
 
 
-def sync_study(*, study: Study, client: BaseClient | None = None) -> SyncReport:
+def study_sync(*, study: Study, client: BaseClient | None = None) -> SyncReport:
     """Refresh every HIT of the study (this mode) and upsert its assignments; keep going on a
     failing HIT and report it."""
     client = client or get_client()

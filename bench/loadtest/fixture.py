@@ -24,19 +24,21 @@ def setup(assignments: int, checks: int = 2, size: int = 25) -> str:
     from django.core.files.base import ContentFile
     from PIL import Image
 
-    from annotate.models import AdversarialSet, Stimulus, opaque_key
-    from annotate.studies import study_create, study_open
-    from robustness.models import TrainedModel
+    from annotate.models import Stimulus, StimulusSet, opaque_key
+    from annotate.studies.creation import study_create
+    from annotate.studies.lifecycle import study_open
+    from annotate.studies.spec import StudySpec
+    from robustness.registry.models import TrainedModel
 
     rng = np.random.default_rng(0)
     per_set = assignments * (size - checks)  # partition: each source in one condition
 
-    def make_set(name: str, kind: str, first: int, n: int) -> AdversarialSet:
+    def make_set(name: str, kind: str, first: int, n: int) -> StimulusSet:
         model, _ = TrainedModel.objects.get_or_create(
             name=f"loadtest-{name}",
             defaults={"arch": "lenet5", "defense": "none", "status": "done"},
         )
-        s = AdversarialSet.objects.create(
+        s = StimulusSet.objects.create(
             name=name, kind=kind, model=model, status="done", progress_done=n, progress_total=n
         )
         rows = []
@@ -59,13 +61,15 @@ def setup(assignments: int, checks: int = 2, size: int = 25) -> str:
     make_set("loadtest-b", "adversarial", 0, per_set)
     make_set("loadtest-attention", "attention", per_set, 100)
     study = study_create(
-        name="loadtest",
-        set_names=["loadtest-a", "loadtest-b"],
-        design="partition",
-        size=size,
-        attention_checks=checks,
-        attention_set="loadtest-attention",
-        seed=0,
+        spec=StudySpec(
+            name="loadtest",
+            sets=["loadtest-a", "loadtest-b"],
+            design="partition",
+            size=size,
+            attention_checks=checks,
+            attention_set="loadtest-attention",
+            seed=0,
+        )
     )
     study_open(study=study)
     return study.key

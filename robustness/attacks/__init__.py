@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from robustness.attacks.base import Attack, AttackResult
-from robustness.registry import build_params, lookup
+from robustness.errors import ConfigError
+from robustness.plugins import build_params, lookup
 
 # name -> "module:Class" (imported on first use so one broken attack cannot break the rest)
 ATTACKS: dict[str, str] = {
@@ -40,4 +41,4 @@ def build(name: str, **params: Any) -> Attack:
     try:
         return cls(**values)
     except TypeError as exc:
-        raise ValueError(f"attack {name!r}: {exc}") from None
+        raise ConfigError(f"attack {name!r}: {exc}") from None

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from robustness.errors import ConfigError
 from robustness.modes import eval_mode
 from robustness.threat import lp_norm
 
@@ -72,7 +73,7 @@ class Attack:
 
     def __post_init__(self) -> None:
         if self.chunk_size <= 0:
-            raise ValueError(f"chunk_size must be positive, got {self.chunk_size}")
+            raise ConfigError(f"chunk_size must be positive, got {self.chunk_size}")
 
     def run(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: Any

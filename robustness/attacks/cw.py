@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from robustness.attacks.base import Attack, AttackResult, make_result, margin
+from robustness.errors import ConfigError
 
 _BOX_SCALE = 1 - 1e-6  # atanh(±1) is infinite: start from a point just inside the box
 _UPPER_INIT = 1e10  # "no upper bound yet" (the reference code's value)
@@ -69,15 +70,17 @@ class CarliniWagnerL2(Attack):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.binary_steps < 1:
-            raise ValueError(f"binary_steps must be >= 1, got {self.binary_steps}")
+            raise ConfigError(f"binary_steps must be >= 1, got {self.binary_steps}")
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
         if not (math.isfinite(self.initial_const) and self.initial_const > 0):
-            raise ValueError(f"initial_const must be a finite number > 0, got {self.initial_const}")
+            raise ConfigError(
+                f"initial_const must be a finite number > 0, got {self.initial_const}"
+            )
         if not (math.isfinite(self.confidence) and self.confidence >= 0):
-            raise ValueError(f"confidence must be a finite number >= 0, got {self.confidence}")
+            raise ConfigError(f"confidence must be a finite number >= 0, got {self.confidence}")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> CarliniWagnerL2:
@@ -85,7 +88,7 @@ class CarliniWagnerL2(Attack):
         try:
             params = PRESETS[name]
         except KeyError:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown C&W preset {name!r}; choose one of {', '.join(PRESETS)}"
             ) from None
         return cls(**{**params, **overrides})

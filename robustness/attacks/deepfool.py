@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from robustness.attacks.base import Attack, AttackResult, box_project, class_gradients, make_result
+from robustness.errors import ConfigError
 
 _TINY = 1e-12
 _EXTRA = 1e-4  # added to every step length (chapter 4 code): lands just past the boundary
@@ -36,17 +37,17 @@ class DeepFool(Attack):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.norm not in ("l2", "linf"):
-            raise ValueError(f"DeepFool norm must be 'l2' or 'linf', got {self.norm!r}")
+            raise ConfigError(f"DeepFool norm must be 'l2' or 'linf', got {self.norm!r}")
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if self.overshoot < 0:
-            raise ValueError(f"overshoot must be >= 0, got {self.overshoot}")
+            raise ConfigError(f"overshoot must be >= 0, got {self.overshoot}")
         if self.clip is not None and self.clip <= 0:
-            raise ValueError(f"clip must be positive or None, got {self.clip}")
+            raise ConfigError(f"clip must be positive or None, got {self.clip}")
         if self.box not in ("project", "clamp"):
-            raise ValueError(f"box must be 'project' or 'clamp', got {self.box!r}")
+            raise ConfigError(f"box must be 'project' or 'clamp', got {self.box!r}")
         if self.candidates is not None and self.candidates < 2:
-            raise ValueError(f"candidates must be >= 2 or None, got {self.candidates}")
+            raise ConfigError(f"candidates must be >= 2 or None, got {self.candidates}")
 
     def run(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: Any

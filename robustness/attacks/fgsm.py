@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustness.attacks.base import Attack, AttackResult, logits_and_grad, make_result
+from robustness.errors import ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,7 +31,7 @@ class FGSM(Attack):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not (math.isfinite(self.eps) and self.eps >= 0):
-            raise ValueError(f"eps must be a finite number >= 0, got {self.eps}")
+            raise ConfigError(f"eps must be a finite number >= 0, got {self.eps}")
 
     def run(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: Any

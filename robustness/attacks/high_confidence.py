@@ -28,6 +28,7 @@ from robustness.attacks.base import (
     logits_and_grad,
     make_result,
 )
+from robustness.errors import ConfigError
 
 _TINY = 1e-12
 _EXTRA = 1e-4  # added to every step length (chapter 4 code)
@@ -81,20 +82,20 @@ class HighConfidence(Attack):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.target not in ("closest", "random"):
-            raise ValueError(f"target must be 'closest' or 'random', got {self.target!r}")
+            raise ConfigError(f"target must be 'closest' or 'random', got {self.target!r}")
         if isinstance(self.confidence, str):
             if self.confidence != "original":
-                raise ValueError(
+                raise ConfigError(
                     f"confidence must be 'original' or a number in (0, 1), got {self.confidence!r}"
                 )
         elif isinstance(self.confidence, bool) or not 0 < self.confidence < 1:
-            raise ValueError(f"confidence must be in (0, 1), got {self.confidence!r}")
+            raise ConfigError(f"confidence must be in (0, 1), got {self.confidence!r}")
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if self.clip is not None and self.clip <= 0:
-            raise ValueError(f"clip must be positive or None, got {self.clip}")
+            raise ConfigError(f"clip must be positive or None, got {self.clip}")
         if self.overshoot < 0:
-            raise ValueError(f"overshoot must be >= 0, got {self.overshoot}")
+            raise ConfigError(f"overshoot must be >= 0, got {self.overshoot}")
 
     def run(
         self,
@@ -201,10 +202,10 @@ class HighConfidence(Attack):
         """Validate a caller's targets: N (or one, broadcast) class indices."""
         t = torch.as_tensor(target, device=device)
         if t.is_floating_point() or t.dim() > 1 or (t.dim() == 1 and len(t) != n):
-            raise ValueError(f"target must be {n} integer class indices, got {tuple(t.shape)}")
+            raise ConfigError(f"target must be {n} integer class indices, got {tuple(t.shape)}")
         t = t.long().expand(n).clone() if t.dim() == 0 else t.long()
         if n and (t.min() < 0 or t.max() >= num_classes):
-            raise ValueError(f"targets must lie in [0, {num_classes})")
+            raise ConfigError(f"targets must lie in [0, {num_classes})")
         return t
 
 
@@ -224,7 +225,7 @@ def hc_differentiable(
     box, no clip; each iterate is detached before its gradient is taken.
     """
     if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+        raise ConfigError(f"steps must be >= 0, got {steps}")
     target = target.to(x.device).long()
     confidence = torch.as_tensor(confidence, device=x.device, dtype=x.dtype).expand(len(x))
     scale = 1 + overshoot

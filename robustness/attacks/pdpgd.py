@@ -56,6 +56,7 @@ from robustness.attacks.base import (
     margin,
 )
 from robustness.attacks.prox import PROX
+from robustness.errors import ConfigError
 from robustness.threat import lp_norm
 
 __all__ = ["DEFAULT_LR", "DEFAULT_LR_ADAM", "PDGD", "PDPGD"]
@@ -121,31 +122,31 @@ class _PrimalDual(Attack):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.lr_decay not in LR_DECAYS:
-            raise ValueError(
+            raise ConfigError(
                 f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}"
             )
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if self.lr is None:
             object.__setattr__(self, "lr", self._default_lr())
         elif not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ConfigError(f"lr must be positive, got {self.lr}")
         if not 0 < self.lr_final_ratio <= 1:
-            raise ValueError(f"lr_final_ratio must be in (0, 1], got {self.lr_final_ratio}")
+            raise ConfigError(f"lr_final_ratio must be in (0, 1], got {self.lr_final_ratio}")
         if not self.lambda_init > 0:
-            raise ValueError(f"lambda_init must be positive, got {self.lambda_init}")
+            raise ConfigError(f"lambda_init must be positive, got {self.lambda_init}")
         if not self.dual_lr >= 0:
-            raise ValueError(f"dual_lr must be >= 0, got {self.dual_lr}")
+            raise ConfigError(f"dual_lr must be >= 0, got {self.dual_lr}")
         if not 0 <= self.dual_ema < 1:
-            raise ValueError(f"dual_ema must be in [0, 1), got {self.dual_ema}")
+            raise ConfigError(f"dual_ema must be in [0, 1), got {self.dual_ema}")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.restarts < 1:
-            raise ValueError(f"restarts must be >= 1, got {self.restarts}")
+            raise ConfigError(f"restarts must be >= 1, got {self.restarts}")
         if self.init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+            raise ConfigError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if not 0 < self.init_range <= 1:
-            raise ValueError(f"init_range must be in (0, 1], got {self.init_range}")
+            raise ConfigError(f"init_range must be in (0, 1], got {self.init_range}")
 
     # -- what subclasses provide ------------------------------------------------------------
     def _default_lr(self) -> float:
@@ -321,11 +322,11 @@ class PDPGD(_PrimalDual):
 
     def __post_init__(self) -> None:
         if self.norm not in PDPGD_NORMS:
-            raise ValueError(
+            raise ConfigError(
                 f"PDPGD norm must be one of {', '.join(PDPGD_NORMS)}, got {self.norm!r}"
             )
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
+            raise ConfigError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
             )
         super().__post_init__()

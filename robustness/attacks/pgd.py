@@ -27,6 +27,7 @@ from robustness.attacks.base import (
     make_result,
     margin,
 )
+from robustness.errors import ConfigError
 
 LOSSES = ("ce", "margin")
 
@@ -50,15 +51,15 @@ class PGD(Attack):
         super().__post_init__()
         threat.get(self.norm)  # ValueError for norms without projection/steepest step
         if not (math.isfinite(self.eps) and self.eps >= 0):
-            raise ValueError(f"eps must be a finite number >= 0, got {self.eps}")
+            raise ConfigError(f"eps must be a finite number >= 0, got {self.eps}")
         if not (math.isfinite(self.step) and self.step > 0):
-            raise ValueError(f"step must be a finite number > 0, got {self.step}")
+            raise ConfigError(f"step must be a finite number > 0, got {self.step}")
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if self.restarts < 1:
-            raise ValueError(f"restarts must be >= 1, got {self.restarts}")
+            raise ConfigError(f"restarts must be >= 1, got {self.restarts}")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
 
     def run(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: Any

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from robustness.defenses.base import BatchLoss, Defense
-from robustness.registry import build_params, lookup
+from robustness.plugins import build_params, lookup
 
 # name -> "module:Class", imported on first use (one module per defense).
 DEFENSES: dict[str, str] = {

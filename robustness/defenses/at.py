@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustness.defenses.base import BatchLoss, Defense
+from robustness.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,9 @@ class ATParams:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.eps) and self.eps >= 0):
-            raise ValueError(f"eps must be a finite number >= 0, got {self.eps}")
+            raise ConfigError(f"eps must be a finite number >= 0, got {self.eps}")
         if not (math.isfinite(self.weight) and self.weight >= 0):
-            raise ValueError(f"weight must be a finite number >= 0, got {self.weight}")
+            raise ConfigError(f"weight must be a finite number >= 0, got {self.weight}")
 
 
 class AdversarialTraining(Defense):

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from robustness.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class NoParams:
@@ -58,7 +60,7 @@ class Defense:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
-            raise ValueError(f"defense {self.name!r} keeps no state but a checkpoint holds some")
+            raise ConfigError(f"defense {self.name!r} keeps no state but a checkpoint holds some")
 
     def describe(self) -> dict[str, Any]:
         """Name and hyper-parameters, as stored in the registry and every checkpoint."""

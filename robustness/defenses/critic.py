@@ -27,6 +27,7 @@ from torch.func import functional_call
 from robustness import nets
 from robustness.attacks.high_confidence import closest_target, hc_differentiable
 from robustness.defenses.base import BatchLoss, Defense
+from robustness.errors import ConfigError
 
 # §4.5: the critic's learning rate is halved every 40 epochs of a 100-epoch run.
 CRITIC_MILESTONES = (40, 80)
@@ -51,18 +52,18 @@ class CriticParams:
 
     def __post_init__(self) -> None:
         if self.weight is not None and (isinstance(self.weight, bool) or self.weight < 0):
-            raise ValueError(f"weight must be >= 0 or None, got {self.weight!r}")
+            raise ConfigError(f"weight must be >= 0 or None, got {self.weight!r}")
         for key in ("rec_weight", "grad_penalty", "overshoot", "pretrain_weight_decay"):
             if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.attack_steps < 1:
-            raise ValueError(f"attack_steps must be >= 1, got {self.attack_steps}")
+            raise ConfigError(f"attack_steps must be >= 1, got {self.attack_steps}")
         if self.critic_lr <= 0:
-            raise ValueError(f"critic_lr must be positive, got {self.critic_lr}")
+            raise ConfigError(f"critic_lr must be positive, got {self.critic_lr}")
         if self.pretrain_epochs < 0:
-            raise ValueError(f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
+            raise ConfigError(f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
         if not 0.0 <= self.ema_momentum < 1.0:
-            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
+            raise ConfigError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
 
 
 def weight_penalty(model: nn.Module) -> torch.Tensor:
@@ -136,7 +137,7 @@ class AdversaryCritic(Defense):
         if self.weight is None:
             arch = config.get("arch")
             if arch is None:
-                raise ValueError("weight=None needs model.blindspot_config['arch']; pass weight=")
+                raise ConfigError("weight=None needs model.blindspot_config['arch']; pass weight=")
             self.weight = 0.5 if str(arch).startswith("mlp") else 0.1  # §4.5
         if "in_shape" in config and "num_classes" in config:
             self._build(tuple(config["in_shape"]), int(config["num_classes"]), torch.device(device))
@@ -306,7 +307,7 @@ class AdversaryCritic(Defense):
         assert self.scheduler is not None
         config = self.critic.blindspot_config
         if tuple(config["in_shape"]) != shape or config["num_classes"] != k:
-            raise ValueError(
+            raise ConfigError(
                 f"checkpoint's critic is for inputs {shape} and {k} classes, "
                 f"this model has {tuple(config['in_shape'])} and {config['num_classes']}"
             )

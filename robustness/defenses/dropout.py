@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from robustness.defenses.none import NoDefense
+from robustness.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -14,7 +15,7 @@ class DropoutParams:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.p < 1.0:
-            raise ValueError(f"dropout p must be in (0, 1), got {self.p}")
+            raise ConfigError(f"dropout p must be in (0, 1), got {self.p}")
 
 
 class Dropout(NoDefense):

@@ -19,6 +19,7 @@ from torch import nn
 
 from robustness.attacks.base import margin
 from robustness.defenses.base import BatchLoss, Defense
+from robustness.errors import ConfigError
 
 NORMS = ("l2", "l1")
 LOSSES = ("hinge", "ce")
@@ -33,12 +34,12 @@ class MarginParams:
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+            raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         c = DEFAULT_C[self.norm] if self.c is None else _as_float(self.c, "c")
         if not (math.isfinite(c) and c >= 0):
-            raise ValueError(f"c must be a finite number >= 0, got {c}")
+            raise ConfigError(f"c must be a finite number >= 0, got {c}")
         object.__setattr__(self, "c", c)
 
 
@@ -47,7 +48,7 @@ def _as_float(value: float | str, key: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"parameter {key}={value!r} is not a valid float") from None
+        raise ConfigError(f"parameter {key}={value!r} is not a valid float") from None
 
 
 def _sensitivity_norm(g: torch.Tensor, norm: str) -> torch.Tensor:
@@ -61,7 +62,7 @@ def logits_and_sensitivity(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and per-example S(x, y), both differentiable w.r.t. the parameters."""
     if norm not in NORMS:
-        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = model(x)

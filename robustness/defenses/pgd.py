@@ -22,6 +22,7 @@ from torch import nn
 from robustness import threat
 from robustness.attacks.base import logits_and_grad
 from robustness.defenses.base import BatchLoss, Defense
+from robustness.errors import ConfigError
 
 NORMS = ("linf", "l2")
 # (eps, step) when not given: Madry's l∞ MNIST setting; the chapter 5 "l2-AT" model.
@@ -38,16 +39,16 @@ class PGDParams:
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+            raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         eps, step = DEFAULTS[self.norm]
         eps = eps if self.eps is None else _as_float(self.eps, "eps")
         step = step if self.step is None else _as_float(self.step, "step")
         if not (math.isfinite(eps) and eps >= 0):
-            raise ValueError(f"eps must be a finite number >= 0, got {eps}")
+            raise ConfigError(f"eps must be a finite number >= 0, got {eps}")
         if not (math.isfinite(step) and step > 0):
-            raise ValueError(f"step must be a finite number > 0, got {step}")
+            raise ConfigError(f"step must be a finite number > 0, got {step}")
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
         object.__setattr__(self, "eps", eps)
         object.__setattr__(self, "step", step)
 
@@ -57,7 +58,7 @@ def _as_float(value: float | str, key: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"parameter {key}={value!r} is not a valid float") from None
+        raise ConfigError(f"parameter {key}={value!r} is not a valid float") from None
 
 
 def adversarial_examples(

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustness.defenses.base import BatchLoss, Defense
+from robustness.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,13 @@ class VATParams:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.eps) and self.eps >= 0):
-            raise ValueError(f"eps must be a finite number >= 0, got {self.eps}")
+            raise ConfigError(f"eps must be a finite number >= 0, got {self.eps}")
         if not (math.isfinite(self.xi) and self.xi > 0):
-            raise ValueError(f"xi must be a finite number > 0, got {self.xi}")
+            raise ConfigError(f"xi must be a finite number > 0, got {self.xi}")
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
-            raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha}")
+            raise ConfigError(f"alpha must be a finite number >= 0, got {self.alpha}")
         if self.power_iterations < 1:
-            raise ValueError(f"power_iterations must be >= 1, got {self.power_iterations}")
+            raise ConfigError(f"power_iterations must be >= 1, got {self.power_iterations}")
 
 
 def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:

@@ -7,17 +7,13 @@
 (function () {
   "use strict";
 
-  var VALID = "0123456789?";
   var SAVE_DELAY_MS = 300;
-
-  var MESSAGES = {
-    expired:
-      "Your time for this task ran out, so it was returned to the pool. " +
-      "To start again, open the study link you were given once more.",
-    invalid_token: "This task link is not valid. Please use the link you were given.",
-    closed: "This study is not taking part right now.",
-    network: "Cannot reach the server. Please check your connection; we will keep trying.",
-  };
+  // The answer alphabet comes from the server (data-labels on #work); this is only the fallback.
+  var VALID = "0123456789?";
+  // The one message the server cannot send: it is unreachable. Every other message is the
+  // API's own "detail" and "hint".
+  var NETWORK_TROUBLE =
+    "Cannot reach the server. Please check your connection; we will keep trying.";
 
   /* A JSON request to the worker API; rejects with {status, code, detail, fatal}. */
   function request(method, url, body, keepalive) {
@@ -45,7 +41,7 @@
             throw {
               status: status,
               code: data.error || "http_" + status,
-              detail: data.detail || "",
+              detail: [data.detail, data.hint].filter(Boolean).join(" "),
               // Client errors will not go away by retrying (except timeouts and rate limits).
               fatal: status >= 400 && status < 500 && status !== 408 && status !== 429,
             };
@@ -58,6 +54,7 @@
   }
 
   function initWork(root) {
+    VALID = root.getAttribute("data-labels") || VALID;
     var api = root.getAttribute("data-api");
     var doneUrl = root.getAttribute("data-done");
     var grid = document.getElementById("grid");
@@ -154,7 +151,7 @@
       updateProgress();
       setStatus("failed", "");
       showProblem(
-        MESSAGES[err.code] || err.detail || "Something went wrong (error " + err.status + ")."
+        err.detail || "Something went wrong (error " + err.status + ")."
       );
     }
 
@@ -197,7 +194,7 @@
           failures += 1;
           setStatus(
             "failed",
-            err.code === "network" ? MESSAGES.network : "Could not save your answers; retrying…"
+            err.code === "network" ? NETWORK_TROUBLE : "Could not save your answers; retrying…"
           );
           clearTimeout(retryTimer);
           retryTimer = setTimeout(flush, Math.min(30000, 1000 * Math.pow(2, failures)));
@@ -516,17 +513,19 @@
     root.classList.add("ready");
   }
 
-  // MTurk: our server has the answers; now hand the assignment back to MTurk, once, by posting
-  // the externalSubmit form (its button stays as a fallback if the automatic post is blocked).
-  function initExternalSubmit(form) {
-    if (form.getAttribute("data-auto") !== "1") return;
-    form.setAttribute("data-auto", "sent");
+  // Our server has the answers; now hand the worker back to the recruiting site, once: post its
+  // form (MTurk's externalSubmit) or follow its link (a completion URL). The button or link
+  // stays as a fallback if the automatic step is blocked.
+  function initHandback(element) {
+    if (element.getAttribute("data-auto") !== "1") return;
+    element.setAttribute("data-auto", "sent");
     window.setTimeout(function () {
       try {
-        form.submit();
+        if (element.tagName === "FORM") element.submit();
+        else window.location.assign(element.getAttribute("href"));
       } catch (e) {
-        var status = document.getElementById("mturk-status");
-        if (status) status.textContent = "Please press the button to finish on Mechanical Turk.";
+        var status = document.getElementById("handback-status");
+        if (status) status.textContent = "Please press the button to finish.";
       }
     }, 300);
   }
@@ -535,6 +534,6 @@
   if (work) initWork(work);
   var done = document.getElementById("done");
   if (done) initDone(done);
-  var external = document.getElementById("mturk-submit");
-  if (external) initExternalSubmit(external);
+  var handback = document.getElementById("handback");
+  if (handback) initHandback(handback);
 })();

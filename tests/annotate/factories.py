@@ -1,30 +1,38 @@
 """Small database fixtures for annotate tests: rows built directly, no training, no attack.
 
 Study layout here is deliberately simple (consecutive chunks); the real designs live in
-``annotate.design`` and are tested there.
+``annotate.studies.design`` and are tested there.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+from functools import cache
+from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from django.core.files import File
 from django.core.files.base import ContentFile
 from PIL import Image
 
-from annotate import leasing
 from annotate.models import (
-    AdversarialSet,
     Assignment,
     Condition,
     Item,
     Lease,
     Stimulus,
+    StimulusSet,
     Study,
     opaque_key,
 )
-from robustness.models import TrainedModel
+from annotate.work.answers import answers_save, lease_submit
+from annotate.work.leases import lease_acquire
+from robustness import checkpoint, nets
+from robustness.registry.files import dataset_load
+from robustness.registry.models import TrainedModel
 
 _counter = itertools.count()
 
@@ -51,17 +59,17 @@ def make_set(
     n: int = 10,
     *,
     name: str | None = None,
-    kind: str = AdversarialSet.Kind.ADVERSARIAL,
+    kind: str = StimulusSet.Kind.ADVERSARIAL,
     model: TrainedModel | None = None,
     first_source: int = 0,
-) -> AdversarialSet:
+) -> StimulusSet:
     """A finished set of ``n`` stimuli on source images first_source … first_source+n−1."""
     model = model or make_model_row()
-    s = AdversarialSet.objects.create(
+    s = StimulusSet.objects.create(
         name=name or f"set-{next(_counter)}",
         kind=kind,
         model=model,
-        status=AdversarialSet.Status.DONE,
+        status=StimulusSet.Status.DONE,
         weights_sha256=model.weights_sha256,
         progress_done=n,
         progress_total=n,
@@ -89,11 +97,11 @@ def make_set(
 
 
 def make_study(
-    sets: list[AdversarialSet] | None = None,
+    sets: list[StimulusSet] | None = None,
     *,
     n_assignments: int = 4,
     size: int = 5,
-    attention: AdversarialSet | None = None,
+    attention: StimulusSet | None = None,
     status: str = Study.Status.OPEN,
     **fields,
 ) -> Study:
@@ -133,13 +141,53 @@ def make_study(
 
 def work(study: Study, worker_id: str, *, submit: bool = True, offset: int = 0) -> Lease:
     """A worker answering every item with (position + offset) mod 10, submitted or only saved."""
-    lease = leasing.lease_acquire(study=study, worker_id=worker_id)
+    lease = lease_acquire(study=study, worker_id=worker_id)
     answers = [
         {"item": item.key, "label": str((item.position + offset) % 10), "ms": 700 + item.position}
         for item in lease.assignment.items.all()
     ]
     if submit:
-        leasing.lease_submit(lease=lease, answers=answers)
+        lease_submit(lease=lease, answers=answers)
     else:
-        leasing.answers_save(lease=lease, answers=answers[:2])
+        answers_save(lease=lease, answers=answers[:2])
     return lease
+
+
+# --- a tiny trained model in the registry (stimulus generation, console forms) ---
+
+
+@cache
+def _trained() -> tuple[dict, dict, str]:
+    """A LeNet-5 trained two epochs on 512 synthetic digits: config, weights, hash."""
+    ds = dataset_load("synthetic")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = nets.build("lenet5")
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        for _ in range(2):
+            for i in range(0, len(ds.train), 64):
+                x, y = ds.train.x[i : i + 64], ds.train.y[i : i + 64]
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return dict(model.blindspot_config), state, checkpoint.weights_sha256(state)
+
+
+def register_tiny_model(tmp_path: Path, name: str = "tiny", **fields) -> TrainedModel:
+    """The trained network as a finished registry entry with a stored checkpoint."""
+    config, state, sha = _trained()
+    local = checkpoint.save({"arch": config, "model": state}, tmp_path / f"{name}.pt")
+    row = TrainedModel.objects.create(
+        name=name,
+        arch="lenet5",
+        defense="none",
+        dataset="synthetic",
+        weights_sha256=sha,
+        status=fields.pop("status", TrainedModel.Status.DONE),
+        **fields,
+    )
+    with open(local, "rb") as handle:
+        row.checkpoint.save(f"{name}/{sha[:16]}.pt", File(handle))
+    return row

@@ -11,10 +11,11 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 
-from annotate import leasing
-from annotate.models import AdversarialSet, Study
+from annotate.models import StimulusSet, Study
+from annotate.work.answers import lease_submit
+from annotate.work.leases import lease_acquire
 from tests.annotate.factories import make_model_row, make_set, make_study
-from tests.annotate.mturk_stubs import add_hit
+from tests.annotate.mturk.stubs import add_hit
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect = sync_api.expect
@@ -29,10 +30,10 @@ def answered_study():
         make_set(12, name="adv-plain", model=model),
         make_set(12, name="adv-b", first_source=12),
     ]
-    checks = make_set(4, kind=AdversarialSet.Kind.ATTENTION, model=model, first_source=100)
+    checks = make_set(4, kind=StimulusSet.Kind.ATTENTION, model=model, first_source=100)
     study = make_study(sets, n_assignments=6, size=5, attention=checks, name="console-demo")
     for w in range(6):
-        lease = leasing.lease_acquire(study=study, worker_id=f"worker-{w}")
+        lease = lease_acquire(study=study, worker_id=f"worker-{w}")
         items = lease.assignment.items.select_related("stimulus")
         answers = [
             {
@@ -46,7 +47,7 @@ def answered_study():
             }
             for i in items
         ]
-        leasing.lease_submit(lease=lease, answers=answers)
+        lease_submit(lease=lease, answers=answers)
     return study
 
 
@@ -88,11 +89,11 @@ def test_home_page_bars_move_without_a_reload(live_server, browser, artifacts_di
     page.goto(f"{live_server.url}/console/")
     row = page.locator('tr[data-study="live-demo"]')
     expect(row.locator('[data-count="open"]').first).to_have_text("4")
-    lease = leasing.lease_acquire(study=study, worker_id="w-live")  # while the page is open
+    lease = lease_acquire(study=study, worker_id="w-live")  # while the page is open
     expect(row.locator('td[data-count="leased"]')).to_have_text("1", timeout=20_000)
     width = row.locator('[data-seg="leased"]').evaluate("el => el.style.width")
     assert width == "25%"
-    leasing.lease_submit(
+    lease_submit(
         lease=lease,
         answers=[{"item": i.key, "label": "3", "ms": 500} for i in lease.assignment.items.all()],
     )
@@ -106,7 +107,7 @@ def test_forms_and_the_mturk_page_render(live_server, browser, artifacts_dir, cl
     Study.objects.filter(pk=study.pk).update(provider="mturk", provider_options={"sandbox": True})
     hit = add_hit(study, size=6)
     page = staff_page(browser, live_server, client, "staff3", {"width": 1300, "height": 1000})
-    page.goto(f"{live_server.url}/console/studies/{study.name}/mturk/")
+    page.goto(f"{live_server.url}/console/mturk/studies/{study.name}/")
     expect(page.get_by_text("SANDBOX").first).to_be_visible()
     expect(page.get_by_text(hit.hit_id).first).to_be_visible()
     page.screenshot(path=artifacts_dir / "console-mturk.png", full_page=True)

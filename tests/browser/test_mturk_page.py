@@ -9,11 +9,12 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from annotate.models import HitAssignment, Lease, Study
+from annotate.models import Lease, Study
 from annotate.mturk import handshake
-from tests.annotate.mturk_stubs import add_hit
+from annotate.mturk.models import HitAssignment
+from tests.annotate.mturk.stubs import add_hit
 from tests.browser.conftest import PanelPage
-from tests.browser.test_worker_page import BLOCK_STORAGE, SIZE, WANTED, grid_study, stored_labels
+from tests.browser.studies import BLOCK_STORAGE, SIZE, WANTED, grid_study, stored_labels
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect = sync_api.expect
@@ -33,7 +34,7 @@ def frame_with(live_server, study: Study, query: str) -> None:
 
 def test_mturk_flow_inside_an_iframe(live_server, browser, artifacts_dir, panel_server, settings):
     study = grid_study()
-    study.provider = Study.Provider.MTURK
+    study.provider = "mturk"
     study.provider_options = {"sandbox": True}
     study.save()
     hit = add_hit(study, size=1)

@@ -15,9 +15,21 @@ def test_auto_picks_cuda_only_when_available(monkeypatch):
     assert runtime.resolve_device(None).type == expected
 
 
-def test_environment_variable_is_the_default(monkeypatch):
-    monkeypatch.setenv("BLINDSPOT_DEVICE", "cpu")
-    assert runtime.resolve_device().type == "cpu"
+def test_the_library_reads_no_environment(monkeypatch):
+    """The entry point decides the device: $BLINDSPOT_DEVICE is a setting, not a library input."""
+    monkeypatch.setenv("BLINDSPOT_DEVICE", "tpu")  # would be refused if the library read it
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert runtime.resolve_device().type == expected
+
+
+def test_deterministic_restores_what_it_found():
+    before = torch.are_deterministic_algorithms_enabled()
+    with runtime.deterministic():
+        assert torch.are_deterministic_algorithms_enabled()
+        with runtime.deterministic(False):
+            assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.are_deterministic_algorithms_enabled()
+    assert torch.are_deterministic_algorithms_enabled() == before
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -198,23 +198,21 @@ def test_kill_9_after_first_checkpoint_then_resume_gives_the_same_weights(tiny, 
     assert resumed.weights_sha256 == full.weights_sha256
 
 
-def test_library_imports_and_loads_models_without_django(tiny, tmp_path):
-    fit(config(epochs=1), tiny, device="cpu", checkpoint_path=tmp_path / "c.pt")
-    code = textwrap.dedent(f"""
-        import sys
-        import robustness
-        from robustness import data, nets, training, checkpoint, evaluation, defenses, runtime
-        model = robustness.load_model({str(tmp_path / "c.pt")!r})
-        assert not model.training
-        x = data.synthetic(n_train=4, n_valid=4, n_test=4).test.x
-        assert model(x).shape == (4, 10)
-        assert "django" not in sys.modules, sorted(m for m in sys.modules if "django" in m)
-        print("ok")
-    """)
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env["PYTHONPATH"] = str(REPO)
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
+def test_load_model_gives_the_trained_network_in_eval_mode(tiny, tmp_path):
+    result = fit(config(epochs=1), tiny, device="cpu", checkpoint_path=tmp_path / "c.pt")
+    model = load_model(tmp_path / "c.pt", device="cpu")
+    assert not model.training
+    x = tiny.test.x[:4]
+    result.model.eval()
+    assert torch.equal(model(x), result.model(x))
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_fit_leaves_deterministic_mode_as_it_found_it(tiny, tmp_path, before):
+    """fit() turns deterministic kernels on for its run only (runtime.deterministic)."""
+    torch.use_deterministic_algorithms(before)
+    try:
+        fit(config(epochs=1), tiny, device="cpu", checkpoint_path=tmp_path / "c.pt")
+        assert torch.are_deterministic_algorithms_enabled() is before
+    finally:
+        torch.use_deterministic_algorithms(False)

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
-from annotate.models import Study
-from annotate.studies import StudyError, study_close
+from annotate.studies.lifecycle import study_close
+from annotate.studies.selectors import study_get
+from robustness.registry.cli import BlindspotCommand, entity_option
 
 
-class Command(BaseCommand):
+class Command(BlindspotCommand):
     help = "Close an open study: no new leases; answers already given are kept."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--name", required=True)
+        entity_option(parser, "study", aliases=("--name",), required=True)
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        study = Study.objects.filter(name=opts["name"]).first()
-        if study is None:
-            raise CommandError(f"no study named {opts['name']}")
-        try:
-            study = study_close(study=study)
-        except StudyError as e:
-            raise CommandError(str(e)) from None
+        study = study_close(study=study_get(name=opts["study"]))
         self.stdout.write(f"study {study.name} is closed")

@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from annotate.models import Study
-from annotate.studies import StudyError, study_create
-from robustness.management.commands._options import positive_int
+from annotate.studies.creation import study_create
+from annotate.studies.spec import StudySpec
+from robustness.registry.cli import (
+    BlindspotCommand,
+    entity_option,
+    non_negative_int,
+    positive_int,
+)
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-class Command(BaseCommand):
+class Command(BlindspotCommand):
     help = "Create a study (draft) whose conditions are the given stimulus sets."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--name", required=True)
+        entity_option(parser, "study", aliases=("--name",), required=True)
         parser.add_argument("--sets", required=True, help="comma-separated set names")
         parser.add_argument("--design", choices=Study.Design.values, default="partition")
         parser.add_argument("--size", type=positive_int, default=25)
@@ -48,24 +43,22 @@ class Command(BaseCommand):
                 instructions = opts["instructions_file"].read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as e:
                 raise CommandError(f"cannot read {opts['instructions_file']}: {e}") from None
-        try:
-            study = study_create(
-                name=opts["name"],
-                set_names=[s.strip() for s in opts["sets"].split(",") if s.strip()],
-                design=opts["design"],
-                size=opts["size"],
-                attention_checks=opts["attention_checks"],
-                raters=opts["raters"],
-                assignments_per_worker=opts["per_worker"],
-                lease_seconds=60 * opts["lease_minutes"],
-                seed=opts["seed"],
-                instructions=instructions,
-                title=opts["title"],
-                attention_set=opts["attention_set"],
-                limit=opts["limit"],
-            )
-        except StudyError as e:
-            raise CommandError(str(e)) from None
+        spec = StudySpec(
+            name=opts["study"],
+            sets=opts["sets"],
+            design=opts["design"],
+            size=opts["size"],
+            attention_checks=opts["attention_checks"],
+            raters=opts["raters"],
+            assignments_per_worker=opts["per_worker"],
+            lease_seconds=60 * opts["lease_minutes"],
+            seed=opts["seed"],
+            instructions=instructions,
+            title=opts["title"],
+            attention_set=opts["attention_set"],
+            limit=opts["limit"],
+        )
+        study = study_create(spec=spec)
         plan = study.config["plan"]
         self.stdout.write(
             f"study {study.name} ({study.status}, {study.design}): "

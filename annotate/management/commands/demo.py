@@ -11,14 +11,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
-from annotate.errors import WorkError
-from annotate.management.commands.create_study import non_negative_int
-from annotate.models import AdversarialSet, Lease, Study
-from annotate.simulation import simulate_workers
-from annotate.studies import StudyError
-from robustness.models import TrainedModel
+from annotate.models import Lease, StimulusSet, Study
+from annotate.work.simulation import workers_simulate
+from robustness.registry.cli import BlindspotCommand, non_negative_int
+from robustness.registry.models import TrainedModel
 
 # Two LeNet-5s on 20k training images: plain, and FGSM adversarial training (chapter 4, ε 0.1).
 DEMO_MODELS = (
@@ -29,7 +27,7 @@ STUDY = "demo"
 DEMO_USER, DEMO_PASSWORD = "demo", "blindspot-demo"  # printed by the demo; local use only
 
 
-class Command(BaseCommand):
+class Command(BlindspotCommand):
     help = "Train two small models, generate their stimuli, create and open the demo study."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -51,14 +49,14 @@ class Command(BaseCommand):
                 self.stdout.write(f"training {name} …")
                 call_command(
                     "train",
-                    "--name", name, "--arch", "lenet5", "--train-limit", "20000", "--seed", "0",
+                    "--model", name, "--arch", "lenet5", "--train-limit", "20000", "--seed", "0",
                     "--device", opts["device"], "--replace", *flags,
                 )  # fmt: skip
             set_name = f"{name}-hc"
             self.stdout.write(f"stimuli {set_name} …")
             call_command(
                 "generate_stimuli",
-                "--model", name, "--name", set_name, "--limit", str(opts["images"]),
+                "--model", name, "--set", set_name, "--limit", str(opts["images"]),
                 "--device", opts["device"],
                 *(["--controls", "noise"] if not sets else []),
             )  # fmt: skip
@@ -67,20 +65,20 @@ class Command(BaseCommand):
         if not Study.objects.filter(name=STUDY).exists():
             call_command(
                 "create_study",
-                "--name", STUDY, "--sets", ",".join(sets), "--design", "partition",
+                "--study", STUDY, "--sets", ",".join(sets), "--design", "partition",
                 "--size", "25", "--attention-checks", "2", "--seed", "0",
             )  # fmt: skip
         study = Study.objects.get(name=STUDY)
         if study.status != Study.Status.OPEN:
             call_command(
-                "open_study", "--name", STUDY, "--base-url", opts["base_url"], stdout=io.StringIO()
+                "open_study", "--study", STUDY, "--base-url", opts["base_url"], stdout=io.StringIO()
             )
             study.refresh_from_db()
         if opts["simulate_workers"]:
             self._simulate(study, opts["simulate_workers"])
         summary = ", ".join(
             f"{s.name}: {s.stimuli.filter(success=True).count()}/{s.stimuli.count()} successful"
-            for s in AdversarialSet.objects.filter(name__in=sets)
+            for s in StimulusSet.objects.filter(name__in=sets)
         )
         link = f"{opts['base_url'].rstrip('/')}/s/{study.key}/"
         self.stdout.write(summary)
@@ -108,10 +106,7 @@ class Command(BaseCommand):
         already = Lease.objects.filter(
             study=study, worker__simulated=True, status=Lease.Status.SUBMITTED
         ).count()
-        try:
-            added = simulate_workers(study=study, n=max(0, wanted - already), seed=0)
-        except (StudyError, WorkError) as e:
-            raise CommandError(f"cannot simulate workers: {e}") from None
+        added = workers_simulate(study=study, n=max(0, wanted - already), seed=0)
         self.stdout.write(
             self.style.WARNING(
                 f"SIMULATED answers: {already + added} simulated workers have submitted "

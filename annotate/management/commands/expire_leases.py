@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
-from annotate.leasing import leases_expire
-from annotate.models import Study
+from annotate.studies.selectors import study_get
+from annotate.work.leases import leases_expire
+from robustness.registry.cli import BlindspotCommand, entity_option
 
 
-class Command(BaseCommand):
+class Command(BlindspotCommand):
     help = "Expire every active lease past its deadline; their draft answers are kept."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--study", metavar="NAME", help="only this study (default: all)")
+        entity_option(parser, "study", help="only this study (default: all)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        study = None
-        if opts["study"]:
-            study = Study.objects.filter(name=opts["study"]).first()
-            if study is None:
-                raise CommandError(f"no study named {opts['study']}")
+        study = study_get(name=opts["study"]) if opts["study"] else None
         count = leases_expire(study=study)
         self.stdout.write(f"expired {count} lease{'s' if count != 1 else ''}")

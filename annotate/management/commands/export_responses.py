@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from annotate.models import Study
-from annotate.selectors import responses_csv_lines, study_responses
+from annotate.analysis.exports import responses_csv_lines
+from annotate.analysis.selectors import study_responses
+from annotate.studies.selectors import study_get
+from robustness.registry.cli import BlindspotCommand, entity_option
 
 
 def render(rows: list[dict[str, Any]], fmt: str) -> str:
@@ -19,11 +21,11 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
     return "".join(responses_csv_lines(rows))
 
 
-class Command(BaseCommand):
+class Command(BlindspotCommand):
     help = "Write every answer of a study (worker, assignment, stimulus, condition, labels)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--study", required=True, help="the study's name")
+        entity_option(parser, "study", required=True)
         parser.add_argument("--format", choices=["csv", "json"], default="csv")
         parser.add_argument("--output", type=Path, help="a file to write (default: stdout)")
         parser.add_argument(
@@ -33,9 +35,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        study = Study.objects.filter(name=opts["study"]).first()
-        if study is None:
-            raise CommandError(f"no study named {opts['study']}")
+        study = study_get(name=opts["study"])
         rows = study_responses(study=study, include_drafts=opts["include_drafts"])
         text = render(rows, opts["format"])
         simulated = sum(row["simulated"] for row in rows)

@@ -6,11 +6,12 @@ import csv
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
-from annotate.analysis import OUTCOMES
-from annotate.models import Study
-from annotate.results import study_results
+from annotate.analysis.responses import OUTCOMES
+from annotate.analysis.results import study_results
+from annotate.studies.selectors import study_get
+from robustness.registry.cli import BlindspotCommand, entity_option, positive_int
 
 HEADER = ["condition", "kind", "model", "defense", "answers", "workers", "images"]
 
@@ -34,21 +35,25 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:5.1f}"
 
 
-class Command(BaseCommand):
+def _rate(row: dict[str, Any], name: str) -> str:
+    """'rate [low,high]' of one outcome, with its Wilson interval."""
+    low, high = row[f"{name}_wilson_low"], row[f"{name}_wilson_high"]
+    return f"{_pct(row[f'{name}_pct'])} [{_pct(low)},{_pct(high)}]"
+
+
+class Command(BlindspotCommand):
     help = "Print a study's Table 4.2: % change / % no change per condition, with intervals."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--study", required=True, help="study name")
+        entity_option(parser, "study", required=True)
         parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
         parser.add_argument("--seed", type=int, default=0, help="bootstrap and permutation seed")
-        parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
+        parser.add_argument(
+            "--bootstrap", type=positive_int, default=1000, help="bootstrap replicates"
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        study = Study.objects.filter(name=opts["study"]).first()
-        if study is None:
-            raise CommandError(f"no study named {opts['study']!r}")
-        if opts["bootstrap"] < 1:
-            raise CommandError("--bootstrap must be at least 1")
+        study = study_get(name=opts["study"])
         result = study_results(study=study, seed=opts["seed"], bootstrap=opts["bootstrap"])
         rows = [_flat(row) for row in result["conditions"]]
         if opts["format"] == "json":
@@ -77,8 +82,8 @@ class Command(BaseCommand):
             f"{'% no change [95% CI]':>22} {'% other':>8} {'% ?':>6}"
         )
         for r in rows:
-            change = f"{_pct(r['change_pct'])} [{_pct(r['change_wilson_low'])},{_pct(r['change_wilson_high'])}]"  # noqa: E501
-            same = f"{_pct(r['no_change_pct'])} [{_pct(r['no_change_wilson_low'])},{_pct(r['no_change_wilson_high'])}]"  # noqa: E501
+            change = _rate(r, "change")
+            same = _rate(r, "no_change")
             out(
                 f"{str(r['condition']):<28} {str(r['defense']):<8} {r['answers']:>5} "
                 f"{change:>22} {same:>22} {_pct(r['other_pct']):>8} {_pct(r['unsure_pct']):>6}"

@@ -1,0 +1,31 @@
+"""The one CSV format of every export channel (command, console, staff API)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from annotate.analysis.selectors import RESPONSE_FIELDS
+
+
+class _Echo:
+    """A file-like object whose ``write`` returns the line: csv rows one at a time."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_value(value: Any) -> Any:
+    """Booleans as true/false and missing values as empty cells."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
+
+
+def responses_csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """Export rows as CSV lines, header first: the one CSV format of every export channel."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(RESPONSE_FIELDS)
+    for row in rows:
+        yield writer.writerow([_csv_value(row[f]) for f in RESPONSE_FIELDS])

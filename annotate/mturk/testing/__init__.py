@@ -1,0 +1,1 @@
+"""Test tooling that speaks MTurk's protocol: ``endpoint`` (an in-memory MTurk over HTTP)."""

@@ -1,0 +1,86 @@
+"""What a worker's browser receives for a lease: opaque item keys and the pixels, inline.
+
+Images travel as ``data:`` URIs read through the storage API, so a task loads in one request
+(phones, flaky networks, third-party frames) and no image URL or file name reaches a worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.db.models.fields.files import FieldFile
+
+from annotate import errors
+from annotate.models import Event, Item, Lease, Stimulus, Study
+
+logger = logging.getLogger(__name__)
+
+
+def lease_serve(lease: Lease) -> dict[str, Any]:
+    """What the labeling page needs, and nothing else; records a ``served`` event.
+
+    Items (opaque keys, positions, images), the answers saved so far, progress, expiry, status
+    and, once submitted, the completion code.
+    """
+    items = list(
+        lease.assignment.items.order_by("position")
+        .select_related("stimulus")
+        .only("key", "position", "stimulus__image")
+    )
+    answers = {
+        key: {"label": label, "ms": ms}
+        for key, label, ms in lease.answers.values_list("item__key", "label", "response_ms")
+    }
+    images = [image_data_uri(item.stimulus.image) for item in items]
+    Event.objects.record(Event.Kind.SERVED, study=lease.study, lease=lease)
+    return {
+        "items": [
+            {"key": item.key, "position": item.position, "image": image}
+            for item, image in zip(items, images, strict=True)
+        ],
+        "answers": answers,
+        "total": len(items),
+        "answered": len(answers),
+        "expires": lease.expires.isoformat(),
+        "status": lease.status,
+        "completion_code": lease.completion_code
+        if lease.status == Lease.Status.SUBMITTED
+        else None,
+    }
+
+
+def image_data_uri(image: FieldFile) -> str:
+    """The stored PNG, byte for byte, as a ``data:`` URI (read through the storage API)."""
+    try:
+        with image.open("rb") as fh:
+            data = fh.read()
+    except (OSError, BotoCoreError, ClientError):  # a missing file; a remote store refusing
+        logger.error("image file %r is missing or unreadable", image.name)
+        raise errors.ImageUnavailable() from None
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def example_image(study: Study) -> str | None:
+    """A clean digit from the study's attention set as a data URI, for the instructions: one no
+    assignment shows where the set has spare digits, so the example gives no check away."""
+    item = (
+        Item.objects.filter(assignment__study=study, is_attention=True)
+        .select_related("stimulus")
+        .order_by("assignment__index", "position")
+        .first()
+    )
+    if item is None:
+        return None
+    spare = (
+        Stimulus.objects.filter(set_id=item.stimulus.set_id)
+        .exclude(items__assignment__study=study)
+        .order_by("source_index")
+        .first()
+    )
+    try:
+        return image_data_uri((spare or item.stimulus).image)
+    except errors.WorkError:
+        return None

@@ -1,0 +1,142 @@
+"""Worker pages: study entry and consent, the labeling grid, the completion code.
+
+Thin views over :mod:`annotate.work` and the study's recruitment provider, reached only through
+the provider interface (:mod:`annotate.providers`), so no page knows any provider by name. The
+grid loads its items from the worker API; a signed token in the URL names the lease. Every
+worker error becomes a friendly page with its status code, in one place (:func:`worker_view`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from annotate import errors
+from annotate.labels import LABELS
+from annotate.models import Lease, Study
+from annotate.providers import registry
+from annotate.providers.base import Visitor
+from annotate.work.headers import allow, worker_page
+from annotate.work.leases import has_open_assignment, lease_from_token, study_for_key
+from annotate.work.payload import example_image
+from annotate.work.tokens import lease_token
+
+
+def error_page(request: HttpRequest, exc: errors.WorkError) -> HttpResponse:
+    """A friendly page for a worker error, with the error's status code (never a blank page).
+
+    A message page has nothing to click, so every installed provider's site may frame it: the
+    worker sees the message even when the study behind the link is unknown, closed or expired.
+    """
+    context = {"heading": exc.heading, "message": exc.message, "hint": exc.hint, "code": exc.code}
+    response = render(request, "annotate/message.html", context, status=exc.status)
+    return allow(response, frame_ancestors=registry.frame_ancestors())
+
+
+def worker_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A worker page: its headers, and any :class:`~annotate.errors.WorkError` as its page."""
+
+    @worker_page
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except errors.WorkError as exc:
+            return error_page(request, exc)
+
+    return wrapped
+
+
+def _framed(response: HttpResponse, study: Study) -> HttpResponse:
+    """Let the study's recruiting site frame ``response``."""
+    return allow(response, frame_ancestors=registry.provider_for(study).frame_ancestors(study))
+
+
+def _entry(
+    request: HttpRequest, study: Study, visitor: Visitor, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    """The entry page; ``error`` re-renders it with a message (and a 4xx ``status``)."""
+    context = {
+        "study": study,
+        "visitor": visitor,
+        "example": example_image(study),
+        "error": error,
+    }
+    return _framed(render(request, "annotate/entry.html", context, status=status), study)
+
+
+@worker_view
+@require_GET
+def study_entry(request: HttpRequest, study_key: str) -> HttpResponse:
+    """Instructions and consent; the Start button posts the visitor's ids to ``study_start``."""
+    study = study_for_key(study_key)
+    provider = registry.provider_for(study)
+    visitor = provider.identify(request.GET)
+    try:
+        if visitor.preview and not has_open_assignment(study):  # say so before anyone accepts
+            raise errors.StudyFull()
+        if not visitor.preview and (lease := provider.resume(study=study, visitor=visitor)):
+            return redirect("annotate:work", token=lease_token(lease))  # a reload
+    except errors.WorkError as exc:
+        return _framed(error_page(request, exc), study)
+    return _entry(request, study, visitor)
+
+
+@worker_view
+@csrf_exempt  # framed by third-party sites with cookies blocked: no CSRF cookie can exist
+@require_http_methods(["GET", "POST"])
+def study_start(request: HttpRequest, study_key: str) -> HttpResponse:
+    """Lease an assignment for the consenting visitor and send them to the grid."""
+    if request.method == "GET":
+        url = reverse("annotate:study-entry", args=[study_key])
+        query = request.GET.urlencode()
+        return HttpResponseRedirect(f"{url}?{query}" if query else url)
+    study = study_for_key(study_key)
+    provider = registry.provider_for(study)
+    visitor = provider.identify(request.POST)
+    if visitor.preview:
+        return _entry(request, study, visitor, error="Please accept the task first.", status=400)
+    if request.POST.get("consent") != "yes":
+        message = "Please tick the box to agree before you start."
+        return _entry(request, study, visitor, error=message, status=400)
+    try:
+        lease = provider.accept(study=study, visitor=visitor)
+    except errors.WorkError as exc:
+        return _framed(error_page(request, exc), study)
+    return redirect("annotate:work", token=lease_token(lease))
+
+
+@worker_view
+@require_GET
+def work_page(request: HttpRequest, token: str) -> HttpResponse:
+    """The labeling grid; its script loads the items and saves answers through the API."""
+    lease = lease_from_token(token)
+    if lease.status == Lease.Status.SUBMITTED:
+        return redirect("annotate:work-done", token=token)
+    context = {
+        "study": lease.study,
+        "api_url": reverse("annotate:api-work", args=[token]),
+        "done_url": reverse("annotate:work-done", args=[token]),
+        "labels": "".join(LABELS),
+    }
+    return _framed(render(request, "annotate/work.html", context), lease.study)
+
+
+@worker_view
+@require_GET
+def work_done(request: HttpRequest, token: str) -> HttpResponse:
+    """The completion code, large, with a copy button, and the way back to the recruiting site;
+    an unsubmitted lease goes to the grid."""
+    lease = lease_from_token(token)
+    if lease.status != Lease.Status.SUBMITTED:
+        return redirect("annotate:work", token=token)
+    handback = registry.provider_for(lease.study).handback(lease)
+    context = {"lease": lease, "study": lease.study, "handback": handback}
+    response = render(request, "annotate/done.html", context)
+    return allow(_framed(response, lease.study), form_action=(handback.origin,) if handback else ())

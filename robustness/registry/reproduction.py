@@ -1,0 +1,220 @@
+"""Reproduce a thesis table: train its grid as registered models, measure, aggregate.
+
+Every cell is a registry entry named after the table, preset, network, defense and run, so an
+interrupted grid resumes where it stopped (finished models are reused, unfinished ones
+resumed) and measurements already made are read back from the entry's metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from robustness import attacks, evaluation, load_model
+from robustness.registry.files import checkpoint_file, dataset_load, device_for
+from robustness.registry.models import TrainedModel
+from robustness.registry.services import model_train
+from robustness.tables import PRESETS, TABLES, Column, Row, Table
+from robustness.training import Callbacks, TrainConfig
+
+
+@dataclass
+class Cell:
+    arch: str
+    row: Row
+    run: int
+    model: str
+    values: dict[str, float | None]
+
+
+def cell_name(table: Table, preset: str, arch: str, row: Row, run: int) -> str:
+    label = re.sub(r"[^A-Za-z0-9]+", "-", row.label).strip("-").lower()
+    return f"{table.name.replace('table', 't')}-{preset}-{arch}-{label}-r{run}"
+
+
+def cell_config(
+    table: Table,
+    preset: dict[str, Any],
+    arch: str,
+    row: Row,
+    run: int,
+    epochs: int | None,
+    dataset: str = "mnist",
+) -> TrainConfig:
+    """The training configuration of one cell: the table's schedule, the preset's budget."""
+    params = {**row.params, **preset["defense_overrides"].get(row.defense, {})}
+    return TrainConfig.from_schedule(
+        table.schedule,
+        arch=arch,
+        defense=row.defense,
+        defense_params=params,
+        epochs=epochs or preset["epochs"] or table.epochs,
+        train_limit=preset["train_limit"],
+        seed=run,
+        batch_size=table.batch_size,
+        lr=table.lr,
+        dataset=dataset,
+    )
+
+
+def measure(
+    column: Column,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    correct: torch.Tensor,
+    overrides: dict[str, dict[str, Any]],
+) -> float | None:
+    """One column's number for one model (before display scaling)."""
+    if column.kind == "error":
+        return 1.0 - correct.sum().item() / len(correct)
+    assert column.attack is not None
+    attack = attacks.build(column.attack, **{**column.params, **overrides.get(column.attack, {})})
+    result = evaluation.run_attack(attack, model, x, y).result
+    if column.kind == "fgsm":
+        return 1.0 - (correct & ~result.success).sum().item() / len(correct)
+    if column.kind == "rho":
+        return evaluation.average_robustness(x, result, correct)["rho"]
+    if column.kind == "norm":
+        return evaluation.min_norm_summary(result, correct, thresholds=())["mean_norm"]
+    raise ValueError(f"unknown column kind {column.kind!r}")
+
+
+def reproduce(
+    *,
+    table_name: str,
+    preset_name: str = "smoke",
+    runs: int = 1,
+    epochs: int | None = None,
+    device: str | None = None,
+    dataset: str = "mnist",
+    on_cell: Callable[[Cell], None] | None = None,
+    callbacks: Callable[[str], Callbacks | None] | None = None,
+) -> dict[str, Any]:
+    """Train and measure every cell of ``table_name`` ``runs`` times; return the aggregate."""
+    table = TABLES[table_name]
+    preset = PRESETS[preset_name]
+    torch_device = device_for(device)
+    eval_limit = preset["eval_limit"] or table.eval_limit
+    cells: list[Cell] = []
+    test_cache: dict[str, Any] = {}
+    for run in range(runs):
+        for arch in table.archs:
+            for row in table.rows:
+                name = cell_name(table, preset_name, arch, row, run)
+                config = cell_config(table, preset, arch, row, run, epochs, dataset)
+                entry = _trained(name, config, torch_device, callbacks)
+                values = _measured(entry, table, preset, eval_limit, torch_device, test_cache)
+                cell = Cell(arch, row, run, name, values)
+                cells.append(cell)
+                if on_cell:
+                    on_cell(cell)
+    return aggregate(table, cells, preset_name, runs, str(torch_device), eval_limit)
+
+
+def _trained(
+    name: str,
+    config: TrainConfig,
+    device: torch.device,
+    callbacks: Callable[[str], Callbacks | None] | None,
+) -> TrainedModel:
+    entry = TrainedModel.objects.filter(name=name).first()
+    progress = callbacks(name) if callbacks else None
+    if entry is None:
+        return model_train(name=name, config=config, device=str(device), callbacks=progress)
+    if entry.status == TrainedModel.Status.DONE and entry.epochs_done >= config.epochs:
+        return entry
+    return model_train(
+        name=name, device=str(device), resume=True, epochs=config.epochs, callbacks=progress
+    )
+
+
+def _measured(
+    entry: TrainedModel,
+    table: Table,
+    preset: dict[str, Any],
+    eval_limit: int | None,
+    device: torch.device,
+    test_cache: dict[str, Any],
+) -> dict[str, float | None]:
+    """Each column's value, read from the registry entry when measured before."""
+    stored = dict(entry.metrics.get("reproduce", {}))
+    suffix = f"|limit={eval_limit}|{sorted(preset['attack_overrides'].items())}"
+    missing = [c for c in table.columns if c.key + suffix not in stored]
+    if missing:
+        if entry.dataset not in test_cache:
+            test_cache[entry.dataset] = dataset_load(entry.dataset).test.limit(eval_limit)
+        test = test_cache[entry.dataset].to(device)
+        with checkpoint_file(entry) as path:
+            model = load_model(path, device=device)
+        correct = evaluation.predict(model, test.x) == test.y
+        for column in missing:
+            stored[column.key + suffix] = measure(
+                column, model, test.x, test.y, correct, preset["attack_overrides"]
+            )
+        entry.metrics = {**entry.metrics, "reproduce": stored}
+        entry.save(update_fields=["metrics", "updated"])
+    return {c.label: stored[c.key + suffix] for c in table.columns}
+
+
+def aggregate(
+    table: Table, cells: list[Cell], preset: str, runs: int, device: str, eval_limit: int | None
+) -> dict[str, Any]:
+    """Mean ± std per network, defense and column (in thesis units), with the thesis's numbers."""
+    out: dict[str, Any] = {
+        "table": table.name,
+        "title": table.title,
+        "preset": preset,
+        "runs": runs,
+        "device": device,
+        "eval_limit": eval_limit,
+        "columns": [c.label for c in table.columns],
+        "networks": {},
+    }
+    for arch in table.archs:
+        rows = {}
+        for row in table.rows:
+            mine = [c for c in cells if c.arch == arch and c.row.label == row.label]
+            entry = {}
+            for i, column in enumerate(table.columns):
+                values = [
+                    c.values[column.label] * column.scale
+                    for c in mine
+                    if c.values[column.label] is not None
+                ]
+                thesis = table.thesis.get(arch, {}).get(row.label)
+                entry[column.label] = {
+                    "mean": statistics.fmean(values) if values else None,
+                    "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                    "n": len(values),
+                    "thesis": thesis[i] if thesis else None,
+                }
+            rows[row.label] = {"models": [c.model for c in mine], "values": entry}
+        out["networks"][arch] = rows
+    return out
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The thesis's layout: one block per network, rows = defenses, ours next to the thesis."""
+    lines = [
+        f"{report['title']} — preset {report['preset']}, {report['runs']} run(s), "
+        f"{report['device']}, {report['eval_limit'] or 'all'} test images"
+    ]
+    columns = report["columns"]
+    for arch, rows in report["networks"].items():
+        header = f"{arch:10s}" + "".join(f"{c:>24s}" for c in columns)
+        lines += ["", header, " " * 10 + "".join(f"{'ours (thesis)':>24s}" for _ in columns)]
+        for label, row in rows.items():
+            cells = []
+            for c in columns:
+                v = row["values"][c]
+                ours = "—" if v["mean"] is None else f"{v['mean']:.3g} ± {v['std']:.2g}"
+                thesis = "—" if v["thesis"] is None else f"{v['thesis']:g}"
+                cells.append(f"{ours} ({thesis})")
+            lines.append(f"{label:10s}" + "".join(f"{cell:>24s}" for cell in cells))
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""``manage.py reproduce``: a grid of registered models, resumable, aggregated like the thesis."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from robustness import tables
+from robustness.registry import reproduction
+from robustness.registry.models import TrainedModel
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_thread")]
+
+TINY = tables.Table(
+    name="tabletiny",
+    title="a tiny table",
+    archs=("mlp1000",),
+    rows=(tables.Row("plain", "none"), tables.Row("drop", "dropout", {"p": 0.3})),
+    columns=(
+        tables.Column("err %", "error", scale=100),
+        tables.Column("FGSM %", "fgsm", "fgsm", {"eps": 0.2}, scale=100),
+        tables.Column("rho", "rho", "deepfool", {"steps": 20}),
+    ),
+    schedule="ch3",
+    epochs=1,
+    thesis={"mlp1000": {"plain": (1.0, 50.0, 0.2)}},
+)
+PRESET = {
+    "train_limit": 200,
+    "epochs": None,
+    "eval_limit": 40,
+    "attack_overrides": {"deepfool": {"steps": 10}},
+    "defense_overrides": {},
+}
+
+
+@pytest.fixture
+def tiny_table(monkeypatch):
+    monkeypatch.setitem(tables.TABLES, TINY.name, TINY)
+    monkeypatch.setitem(reproduction.TABLES, TINY.name, TINY)
+    monkeypatch.setitem(reproduction.PRESETS, "tiny", PRESET)
+    return TINY
+
+
+def test_grid_trains_measures_and_aggregates_over_runs(tiny_table):
+    report = reproduction.reproduce(
+        table_name="tabletiny", preset_name="tiny", runs=2, device="cpu", dataset="synthetic"
+    )
+    rows = report["networks"]["mlp1000"]
+    assert set(rows) == {"plain", "drop"}
+    assert rows["plain"]["models"] == ["ttiny-tiny-mlp1000-plain-r0", "ttiny-tiny-mlp1000-plain-r1"]
+    err = rows["plain"]["values"]["err %"]
+    assert err["n"] == 2 and 0 <= err["mean"] <= 100 and err["thesis"] == 1.0
+    assert rows["drop"]["values"]["rho"]["thesis"] is None
+    entry = TrainedModel.objects.get(name="ttiny-tiny-mlp1000-drop-r0")
+    assert entry.hyperparameters["defense_params"] == {"p": 0.3}
+    assert entry.hyperparameters["train_limit"] == 200 and entry.seed == 0
+    text = reproduction.format_table(report)
+    assert "plain" in text and "(1)" in text and "±" in text
+
+
+def test_a_second_call_reuses_models_and_measurements(tiny_table):
+    first = reproduction.reproduce(
+        table_name="tabletiny", preset_name="tiny", device="cpu", dataset="synthetic"
+    )
+    stamps = dict(TrainedModel.objects.values_list("name", "updated"))
+    second = reproduction.reproduce(
+        table_name="tabletiny", preset_name="tiny", device="cpu", dataset="synthetic"
+    )
+    assert dict(TrainedModel.objects.values_list("name", "updated")) == stamps
+    assert first["networks"] == second["networks"]
+
+
+def test_an_interrupted_cell_is_resumed(tiny_table):
+    reproduction.reproduce(
+        table_name="tabletiny", preset_name="tiny", device="cpu", dataset="synthetic"
+    )
+    TrainedModel.objects.filter(name="ttiny-tiny-mlp1000-plain-r0").update(
+        status="interrupted", metrics={}
+    )
+    reproduction.reproduce(
+        table_name="tabletiny", preset_name="tiny", device="cpu", epochs=2, dataset="synthetic"
+    )
+    entry = TrainedModel.objects.get(name="ttiny-tiny-mlp1000-plain-r0")
+    assert entry.status == "done" and entry.epochs_done == 2
+
+
+def test_command_prints_the_table_and_writes_json(tiny_table, tmp_path, capsys):
+    out = tmp_path / "t.json"
+    call_command(
+        "reproduce",
+        "tabletiny",
+        "--preset",
+        "tiny",
+        "--device",
+        "cpu",
+        "--dataset",
+        "synthetic",
+        "--no-progress",
+        "--json",
+        str(out),
+    )
+    printed = capsys.readouterr().out
+    assert "a tiny table" in printed and "ttiny-tiny-mlp1000-drop-r0" in printed
+    assert json.loads(out.read_text())["table"] == "tabletiny"
+
+
+def test_bad_table_or_preset_is_one_line():
+    with pytest.raises(CommandError, match="invalid choice"):
+        call_command("reproduce", "table9.9")
+    with pytest.raises(CommandError, match="invalid choice"):
+        call_command("reproduce", "table4.1", "--preset", "huge")
