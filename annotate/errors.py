@@ -39,7 +39,6 @@ class WorkError(BlindspotError):
     status = 400
     message = "This request cannot be processed."
     heading = "Something went wrong"
-    hint = ""
 
 
 class StudyNotFound(WorkError):

@@ -6,7 +6,7 @@ overhead ratio = attack time / bare-pass time shows what is left to remove. Wher
 installed (``pip install -e '.[bench]'``), its DeepFool, C&W, DDN and FMN run on the same
 inputs at comparable settings. The model is a LeNet-5 trained as in ``make demo``.
 
-    python bench/attack_bench.py --out bench/results/attacks.json [--device cuda] [--n 500]
+    python -m bench.attack_bench --out bench/results/attacks.json [--device cuda] [--n 500]
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._machine import write_report  # noqa: E402
-from robustness import attacks, data, load_model, runtime  # noqa: E402
-from robustness.attacks.base import class_gradients  # noqa: E402
-from robustness.threat import lp_norm  # noqa: E402
-from robustness.training import TrainConfig, fit  # noqa: E402
+from bench._machine import write_report
+from robustness import attacks, data, load_model, runtime
+from robustness.attacks.base import class_gradients
+from robustness.threat import lp_norm
+from robustness.training import TrainConfig, fit
 
 CACHE = Path(__file__).resolve().parent.parent / "var" / "bench"
 DATA = Path(__file__).resolve().parent.parent / "var" / "data"  # the MNIST cache make demo fills

@@ -3,7 +3,7 @@
 Each configuration runs in a fresh process (peak RSS, or CUDA's peak allocation on a GPU)
 after the model and the images are loaded, so the number is the attack's own working memory.
 
-    python bench/memory_bench.py --out bench/results/memory.json [--device cuda]
+    python -m bench.memory_bench --out bench/results/memory.json [--device cuda]
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 PROBE = """
 import json, resource, sys, torch

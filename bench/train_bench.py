@@ -4,7 +4,7 @@ Writes one JSON file with the machine described. The bare loop (forward, cross-e
 backward, Adam step on pre-made batches) is the baseline measured in the same run, so the
 engine's overhead (shuffling, defense call, bookkeeping) shows as a ratio.
 
-    python bench/train_bench.py --out bench/results/train.json [--device cuda] [--images 3000]
+    python -m bench.train_bench --out bench/results/train.json [--device cuda] [--images 3000]
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._machine import write_report  # noqa: E402
-from robustness import data, defenses, nets, runtime  # noqa: E402
-from robustness.training import TrainConfig, fit  # noqa: E402
+from bench._machine import write_report
+from robustness import data, defenses, nets, runtime
+from robustness.training import TrainConfig, fit
 
 # (network, input shape, images per measurement relative to --images)
 NETWORKS = [

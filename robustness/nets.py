@@ -115,7 +115,8 @@ def build(name: str | None = None, *, arch: str | None = None, **kw) -> nn.Modul
     if "in_shape" in config:
         config["in_shape"] = _shape(config["in_shape"])
     model = fn(**config)
-    model.blindspot_config = {"arch": name, **config}
+    # nn.Module.__setattr__ is typed for tensors and submodules only; any value works at runtime.
+    model.blindspot_config = {"arch": name, **config}  # type: ignore[assignment]
     return model
 
 
@@ -126,7 +127,7 @@ def _shape(in_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in in_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ConfigError(f"in_shape must be (C, H, W) with positive sizes, got {in_shape!r}")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def _check(num_classes: int, dropout: float, init: str) -> None:

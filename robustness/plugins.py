@@ -60,3 +60,12 @@ def build_params(cls: type, params: dict[str, Any], owner: str) -> dict[str, Any
         raise ConfigError(f"{owner} has no parameter {unknown[0]!r} (allowed: {allowed})")
     hints = typing.get_type_hints(cls)
     return {k: coerce(v, hints.get(k), k) for k, v in params.items()}
+
+
+def as_float(value: float | str, key: str) -> float:
+    """``value`` as a float, for optional float fields that a caller may set directly (the
+    registry's :func:`coerce` already turns command-line strings into floats)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"parameter {key}={value!r} is not a valid float") from None

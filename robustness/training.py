@@ -12,7 +12,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -322,7 +322,7 @@ def _fit(
         checkpoint.save(
             {
                 "config": config.to_dict(),
-                "arch": dict(model.blindspot_config),
+                "arch": dict(cast("dict[str, Any]", model.blindspot_config)),
                 "defense": defense.state_dict(),
                 "defense_info": defense.describe(),
                 "dataset": {"name": data.name, "source": data.source},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.core.cache import cache
 from django.core.files.storage import FileSystemStorage
@@ -18,6 +20,16 @@ def isolated_files(settings, tmp_path, monkeypatch):
     cache.clear()  # cached study results must not outlive the test that made them
     field = TrainedModel._meta.get_field("checkpoint")
     monkeypatch.setattr(field, "storage", FileSystemStorage(location=tmp_path / "artifacts"))
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, share the cores between the workers instead of oversubscribing them
+    (each worker's torch would otherwise start one thread per core)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(scope="module")

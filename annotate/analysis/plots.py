@@ -9,12 +9,15 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 from annotate.analysis.responses import OUTCOMES
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 OUTCOME_LABELS = {
     "change": "% change",
@@ -29,7 +32,7 @@ OUTCOME_COLOURS = {
     "unsure": "#7f8c8d",
 }
 HISTORY_SERIES = ("train_loss", "train_error", "valid_error")
-_RC = {"svg.fonttype": "none", "svg.hashsalt": "blindspot", "font.size": 9}
+_RC: dict[RcKeyType, Any] = {"svg.fonttype": "none", "svg.hashsalt": "blindspot", "font.size": 9}
 
 
 def _svg(fig: Figure) -> str:
@@ -49,8 +52,8 @@ def _number(value: Any) -> float:
 def rates_chart_svg(*, conditions: Sequence[Mapping[str, Any]]) -> str:
     """Grouped bars of the four rates per condition with Wilson 95% whiskers (an SVG string).
 
-    ``conditions`` are the rows of :func:`annotate.analysis.results.study_results`; bars of a condition
-    without answers are left empty.
+    ``conditions`` are the rows of :func:`annotate.analysis.results.study_results`; bars of a
+    condition without answers are left empty.
     """
     with rc_context(_RC):
         fig = Figure(figsize=(max(4.0, 1.6 * len(conditions) + 2.0), 3.2))

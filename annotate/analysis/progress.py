@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
@@ -20,10 +20,23 @@ from annotate.analysis.responses import exclusion_reasons
 from annotate.models import Answer, Assignment, Condition, Lease, Study
 from annotate.studies.policy import exclusion_rule
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
 STATES = ("submitted", "excluded", "leased", "open")
 
 
-def _count(model: type, *conditions: Q, **filters: Any) -> Coalesce:
+class StudyCounts(TypedDict):
+    """The ``n_*`` annotations :func:`studies_with_counts` puts on each study."""
+
+    n_assignments: int
+    n_active: int
+    n_submitted: int
+    n_expired: int
+    n_answers: int
+
+
+def _count(model: type[Assignment | Lease], *conditions: Q, **filters: Any) -> Coalesce:
     """A correlated count of ``model`` rows of the outer study (a subquery: no join fan-out)."""
     rows = (
         model.objects.filter(*conditions, study=OuterRef("pk"), **filters)
@@ -35,7 +48,7 @@ def _count(model: type, *conditions: Q, **filters: Any) -> Coalesce:
     return Coalesce(Subquery(rows, output_field=IntegerField()), Value(0))
 
 
-def studies_with_counts() -> QuerySet[Study]:
+def studies_with_counts() -> QuerySet[WithAnnotations[Study, StudyCounts]]:
     """Studies (newest first) with conditions prefetched and lease counts annotated (``n_*``)."""
     stale = Q(status=Lease.Status.EXPIRED) | Q(status=Lease.Status.ACTIVE, expires__lte=Now())
     conditions = Condition.objects.select_related("set__model").order_by("position")
@@ -76,9 +89,9 @@ def excluded_work(*, studies: Iterable[Study]) -> dict[int, dict[str, int]]:
         lease__study__in=ids, lease__status=Lease.Status.SUBMITTED, item__is_attention=True
     ).values_list("lease__study", "lease__worker", "label", "item__stimulus__original_label")
     for study, worker, label, original in attention:
-        seen = checks[(study, worker)]
-        seen[0] += 1
-        seen[1] += label == str(original)
+        tally = checks[(study, worker)]
+        tally[0] += 1
+        tally[1] += label == str(original)
     out = {}
     for s in studies:
         workers = list(leases[s.pk])
@@ -93,7 +106,9 @@ def excluded_work(*, studies: Iterable[Study]) -> dict[int, dict[str, int]]:
     return out
 
 
-def study_progress(*, studies: Iterable[Study]) -> dict[int, dict[str, Any]]:
+def study_progress(
+    *, studies: Iterable[WithAnnotations[Study, StudyCounts]]
+) -> dict[int, dict[str, Any]]:
     """Per study id: assignments by state (open / leased / submitted / excluded), leases
     expired, workers excluded, and each state's share in percent — for studies from
     :func:`studies_with_counts` (their ``n_*`` annotations)."""
@@ -102,7 +117,7 @@ def study_progress(*, studies: Iterable[Study]) -> dict[int, dict[str, Any]]:
     out = {}
     for s in studies:
         total = s.n_assignments
-        counts = {
+        counts: dict[str, Any] = {
             "assignments": total,
             "leased": s.n_active,
             "submitted": s.n_submitted - excluded[s.pk]["leases"],

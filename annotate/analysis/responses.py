@@ -84,7 +84,7 @@ class Responses:
                 if value is None and name in ("original", "target", "attention_expected"):
                     value = -1
                 columns[name].append(value)
-        empty = {"label": np.array([], dtype=str)} if not rows else {}
+        empty: dict[str, Any] = {"label": np.array([], dtype=str)} if not rows else {}
         return cls(**{**columns, **empty})
 
     @classmethod
@@ -95,7 +95,7 @@ class Responses:
 
     def take(self, mask: np.ndarray) -> Responses:
         """The rows where ``mask`` is true."""
-        kept = {
+        kept: dict[str, Any] = {
             f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[mask]
             for f in fields(self)
             if f.init

@@ -6,6 +6,7 @@ The one place the console, the API and ``study_results`` get their numbers from,
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Hashable
 from typing import Any
 
 from django.core.cache import cache
@@ -29,7 +30,7 @@ def study_results(
 ) -> dict[str, Any]:
     """Rates with intervals per condition, exclusions, comparisons and agreement (JSON-ready)."""
     rule = rule or exclusion_rule(study)
-    conditions = {
+    conditions: dict[Hashable, dict[str, Any]] = {
         c.position: {
             "name": c.set.name,
             "kind": c.set.kind,

@@ -122,7 +122,7 @@ class Answer(models.Model):
         return f"{self.lease_id}:{self.item_id}={self.label}"
 
 
-class EventManager(models.Manager):
+class EventManager(models.Manager["Event"]):
     """Table-level writes of the event log: it is only ever appended to."""
 
     def record(self, kind: str, *, study: Study, lease: Lease | None = None, **data: Any) -> Event:

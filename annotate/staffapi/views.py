@@ -20,6 +20,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from annotate.analysis.exports import responses_csv_lines
 from annotate.analysis.progress import studies_with_counts, study_progress
@@ -34,10 +35,19 @@ from annotate.staffapi.serializers import (
     TrainedModelDetailSerializer,
     TrainedModelSerializer,
 )
+from robustness.errors import BlindspotError
 from robustness.registry.models import NAME_PATTERN, TrainedModel
 
 NAME_REGEX = NAME_PATTERN.strip("^$")  # names may hold dots, so no format suffixes on routes
 MAX_BOOTSTRAP = 10_000
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus every :class:`~robustness.errors.BlindspotError` as its JSON body
+    and status (the one mapping of our errors for this API)."""
+    if isinstance(exc, BlindspotError):
+        return Response(exc.as_json(), status=exc.status)
+    return drf_exception_handler(exc, context)
 
 
 def staff_endpoints_only(endpoints: list[tuple]) -> list[tuple]:

@@ -75,7 +75,7 @@ def _fill_controls(
     model_check(parent.model)
     torch_device = device_for(device)
     net = network_load(parent.model, torch_device)
-    fields = (
+    fields = (  # what a control inherits from its parent's stimulus, then its files
         "source_index",
         "original_label",
         "clean_pred",

@@ -103,6 +103,7 @@ class StimulusRequest:
         ):
             if value is not None and (isinstance(value, bool) or value < 1):
                 raise StimulusError(f"{label} must be positive, got {value}")
+        object.__setattr__(self, "name", self.name or f"{self.model}-hc")
         object.__setattr__(self, "confidence", parse_confidence(self.confidence))
         object.__setattr__(self, "controls", parse_controls(self.controls))
         for name in (self.set_name, *self.control_names):
@@ -110,8 +111,9 @@ class StimulusRequest:
 
     @property
     def set_name(self) -> str:
-        """The adversarial set's name."""
-        return self.name or f"{self.model}-hc"
+        """The adversarial set's name (``name``, filled in with its default)."""
+        assert self.name is not None  # set in __post_init__
+        return self.name
 
     @property
     def control_names(self) -> tuple[str, ...]:

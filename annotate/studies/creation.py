@@ -145,6 +145,7 @@ def study_create(*, spec: StudySpec) -> Study:
     )
     pool = _columns(attention) if attention is not None else None
     if pool is not None and len(pool[0]) < attention_checks:
+        assert attention is not None  # pool comes from the attention set
         raise StudyError(
             f"attention set {attention.name} has {len(pool[0])} images; "
             f"{attention_checks} checks per assignment need at least that many"
@@ -178,7 +179,11 @@ def study_create(*, spec: StudySpec) -> Study:
         if spec.instructions is not None
         else DEFAULT_INSTRUCTIONS,
         "sets": [_set_config(s, len(c[0])) for s, c in zip(sets, columns, strict=True)],
-        "attention_set": _set_config(attention, len(pool[0])) if attention is not None else None,
+        "attention_set": (
+            _set_config(attention, len(pool[0]))
+            if attention is not None and pool is not None
+            else None
+        ),
         "plan": plan.summary(),
     }
     config_hash = _canonical_hash(config)

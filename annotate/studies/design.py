@@ -19,12 +19,12 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 
 DESIGNS = ("partition", "full")
-ATTENTION = "attention"
+ATTENTION: Final = "attention"
 # Bump when an algorithm below changes what a seed produces: it is part of a study's config.
 DESIGN_VERSION = 1
 

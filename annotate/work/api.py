@@ -37,6 +37,7 @@ from annotate.work.serializers import (
     parse,
 )
 from annotate.work.tokens import lease_token
+from robustness.errors import BlindspotError
 
 logger = logging.getLogger(__name__)
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -44,11 +45,6 @@ SERVER_ERROR = {
     "error": "server_error",
     "detail": "Something went wrong on our side; please retry.",
 }
-
-
-def _error(exc: errors.WorkError) -> dict[str, str]:
-    """The body of every refusal: a stable code, the message and what the worker can do."""
-    return {"error": exc.code, "detail": exc.message, "hint": exc.hint}
 
 
 class WorkerAPIView(APIView):
@@ -73,9 +69,10 @@ class WorkerAPIView(APIView):
         super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc: Exception) -> Response:
-        """Every failure as ``{"error", "detail"}``; unexpected ones logged, never described."""
-        if isinstance(exc, errors.WorkError):
-            return Response(_error(exc), status=exc.status, headers=NO_STORE)
+        """Every failure as ``{"error", "detail", "hint"}``; unexpected ones logged, never
+        described."""
+        if isinstance(exc, BlindspotError):
+            return Response(exc.as_json(), status=exc.status, headers=NO_STORE)
         if isinstance(exc, exceptions.APIException):
             detail = exc.detail if isinstance(exc.detail, str) else "The request is not valid."
             code = exc.default_code if exc.status_code != 400 else "malformed"

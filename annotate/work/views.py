@@ -26,28 +26,31 @@ from annotate.work.headers import allow, worker_page
 from annotate.work.leases import has_open_assignment, lease_from_token, study_for_key
 from annotate.work.payload import example_image
 from annotate.work.tokens import lease_token
+from robustness.errors import BlindspotError
 
 
-def error_page(request: HttpRequest, exc: errors.WorkError) -> HttpResponse:
+def error_page(request: HttpRequest, exc: BlindspotError) -> HttpResponse:
     """A friendly page for a worker error, with the error's status code (never a blank page).
 
     A message page has nothing to click, so every installed provider's site may frame it: the
     worker sees the message even when the study behind the link is unknown, closed or expired.
     """
-    context = {"heading": exc.heading, "message": exc.message, "hint": exc.hint, "code": exc.code}
+    heading = getattr(exc, "heading", errors.WorkError.heading)
+    context = {"heading": heading, "message": exc.message, "hint": exc.hint, "code": exc.code}
     response = render(request, "annotate/message.html", context, status=exc.status)
     return allow(response, frame_ancestors=registry.frame_ancestors())
 
 
 def worker_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A worker page: its headers, and any :class:`~annotate.errors.WorkError` as its page."""
+    """A worker page: its headers, and any :class:`~robustness.errors.BlindspotError` (a
+    worker's error, or ours: a provider that is not installed) as its page."""
 
     @worker_page
     @wraps(view)
     def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
-        except errors.WorkError as exc:
+        except BlindspotError as exc:
             return error_page(request, exc)
 
     return wrapped
@@ -83,7 +86,7 @@ def study_entry(request: HttpRequest, study_key: str) -> HttpResponse:
             raise errors.StudyFull()
         if not visitor.preview and (lease := provider.resume(study=study, visitor=visitor)):
             return redirect("annotate:work", token=lease_token(lease))  # a reload
-    except errors.WorkError as exc:
+    except BlindspotError as exc:
         return _framed(error_page(request, exc), study)
     return _entry(request, study, visitor)
 
@@ -107,7 +110,7 @@ def study_start(request: HttpRequest, study_key: str) -> HttpResponse:
         return _entry(request, study, visitor, error=message, status=400)
     try:
         lease = provider.accept(study=study, visitor=visitor)
-    except errors.WorkError as exc:
+    except BlindspotError as exc:
         return _framed(error_page(request, exc), study)
     return redirect("annotate:work", token=lease_token(lease))
 

@@ -17,6 +17,8 @@ import threading
 import gevent
 from locust import FastHttpUser, between, events, task
 
+from annotate.labels import LABELS
+
 STUDY_KEY = os.environ.get("LOADTEST_STUDY_KEY", "")
 USERS = int(os.environ.get("LOADTEST_USERS", "100"))
 OUT = os.environ.get("LOADTEST_OUT", "loadtest-stats.json")
@@ -74,7 +76,7 @@ class Worker(FastHttpUser):
         answers = [
             {
                 "item": it["key"],
-                "label": random.choice("0123456789?"),
+                "label": random.choice(LABELS),
                 "ms": random.randint(300, 4000),
             }
             for it in items

@@ -102,7 +102,7 @@ class Attack:
             for k, v in kwargs.items()
             if isinstance(v, torch.Tensor) and v.dim() >= 1 and len(v) == n
         }
-        seeded = getattr(self, "seed", None) is not None
+        seed: int | None = getattr(self, "seed", None)
         parts = []
         with eval_mode(model):
             for start in range(0, n, self.chunk_size):
@@ -110,7 +110,12 @@ class Attack:
                 chunk_kw = {
                     k: (v[start:stop] if k in per_example else v) for k, v in kwargs.items()
                 }
-                attack = dataclasses.replace(self, seed=self.seed + start) if seeded else self
+                attack = (
+                    # ``seed`` is a field of some subclasses only, unknown to Attack's signature
+                    dataclasses.replace(self, **{"seed": seed + start})
+                    if seed is not None
+                    else self
+                )
                 parts.append(attack.run(model, x[start:stop].detach(), y[start:stop], **chunk_kw))
                 if progress is not None:
                     progress(stop, n)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +118,11 @@ class _PrimalDual(Attack):
     seed: int | None = 0
     lr_decay: str = "linear"  # §5.4: "linear" (thesis) or "exponential" (later code) to lr·ratio
     finetune: bool = False  # one more run from each example's best (r, λ), lrs ÷ 100
+
+    if TYPE_CHECKING:
+        # Each subclass has one: a ClassVar (PDGD) or a selectable field (PDPGD).
+        @property
+        def norm(self) -> str: ...
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -216,6 +221,7 @@ class _PrimalDual(Attack):
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Best adversarial points found over all runs (x where none) and the final λ̄."""
+        assert self.lr is not None  # __post_init__ fills in the norm's default
         m = len(x)
         gen = generator_for(x, self.seed)
         best_x = x.clone()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -175,6 +175,7 @@ class AdversaryCritic(Defense):
 
     def update_confidence(self, logits: torch.Tensor) -> None:
         """EMA of the batch's mean max-softmax confidence per predicted class (no graph)."""
+        assert self._confidence_ema is not None and self._confidence_updates is not None  # _build
         probs = logits.detach().softmax(1)
         conf, pred = probs.max(1)
         k = probs.shape[1]
@@ -285,9 +286,10 @@ class AdversaryCritic(Defense):
         if self.critic is None:
             return {}
         assert self.optimizer is not None and self.scheduler is not None
+        config = cast("dict[str, Any]", self.critic.blindspot_config)  # set by nets.build
         return {
-            "in_shape": list(self.critic.blindspot_config["in_shape"]),
-            "num_classes": int(self.critic.blindspot_config["num_classes"]),
+            "in_shape": list(config["in_shape"]),
+            "num_classes": int(config["num_classes"]),
             "critic": self.critic.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -305,7 +307,7 @@ class AdversaryCritic(Defense):
             self._build(shape, k, device)
         assert self.critic is not None and self.optimizer is not None
         assert self.scheduler is not None
-        config = self.critic.blindspot_config
+        config = cast("dict[str, Any]", self.critic.blindspot_config)  # set by nets.build
         if tuple(config["in_shape"]) != shape or config["num_classes"] != k:
             raise ConfigError(
                 f"checkpoint's critic is for inputs {shape} and {k} classes, "

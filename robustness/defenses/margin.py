@@ -20,6 +20,7 @@ from torch import nn
 from robustness.attacks.base import margin
 from robustness.defenses.base import BatchLoss, Defense
 from robustness.errors import ConfigError
+from robustness.plugins import as_float
 
 NORMS = ("l2", "l1")
 LOSSES = ("hinge", "ce")
@@ -37,18 +38,10 @@ class MarginParams:
             raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        c = DEFAULT_C[self.norm] if self.c is None else _as_float(self.c, "c")
+        c = DEFAULT_C[self.norm] if self.c is None else as_float(self.c, "c")
         if not (math.isfinite(c) and c >= 0):
             raise ConfigError(f"c must be a finite number >= 0, got {c}")
         object.__setattr__(self, "c", c)
-
-
-def _as_float(value: float | str, key: str) -> float:
-    """The registry leaves ``float | None`` fields as strings: coerce them here."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"parameter {key}={value!r} is not a valid float") from None
 
 
 def _sensitivity_norm(g: torch.Tensor, norm: str) -> torch.Tensor:

@@ -23,6 +23,7 @@ from robustness import threat
 from robustness.attacks.base import logits_and_grad
 from robustness.defenses.base import BatchLoss, Defense
 from robustness.errors import ConfigError
+from robustness.plugins import as_float
 
 NORMS = ("linf", "l2")
 # (eps, step) when not given: Madry's l∞ MNIST setting; the chapter 5 "l2-AT" model.
@@ -41,8 +42,8 @@ class PGDParams:
         if self.norm not in NORMS:
             raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         eps, step = DEFAULTS[self.norm]
-        eps = eps if self.eps is None else _as_float(self.eps, "eps")
-        step = step if self.step is None else _as_float(self.step, "step")
+        eps = eps if self.eps is None else as_float(self.eps, "eps")
+        step = step if self.step is None else as_float(self.step, "step")
         if not (math.isfinite(eps) and eps >= 0):
             raise ConfigError(f"eps must be a finite number >= 0, got {eps}")
         if not (math.isfinite(step) and step > 0):
@@ -51,14 +52,6 @@ class PGDParams:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
         object.__setattr__(self, "eps", eps)
         object.__setattr__(self, "step", step)
-
-
-def _as_float(value: float | str, key: str) -> float:
-    """The registry leaves ``float | None`` fields as strings: coerce them here."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"parameter {key}={value!r} is not a valid float") from None
 
 
 def adversarial_examples(
@@ -70,16 +63,18 @@ def adversarial_examples(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Detached PGD examples for every input (no early stop), in the model's current mode."""
+    eps, step = params.eps, params.step
+    assert eps is not None and step is not None  # PGDParams.__post_init__ fills in defaults
     ball = threat.get(params.norm)
     x = x.detach()
     x_adv = x
     if params.random_start:
-        x_adv = (x + ball.random(x, params.eps, generator=generator)).clamp(0, 1)
+        x_adv = (x + ball.random(x, eps, generator=generator)).clamp(0, 1)
     for _ in range(params.steps):
         _, _, grad = logits_and_grad(
             model, x_adv, lambda z: F.cross_entropy(z, y, reduction="none")
         )
-        r = ball.project(x_adv - x + params.step * ball.steepest(grad), params.eps)
+        r = ball.project(x_adv - x + step * ball.steepest(grad), eps)
         x_adv = (x + r).clamp(0, 1)
     return x_adv.detach()
 

@@ -47,8 +47,8 @@ def _warn_alias(option_string: str | None, preferred: str) -> None:
         )
 
 
-class _StoreAlias(argparse._StoreAction):
-    """Store the value like the main flag; warn on stderr when an old spelling was used."""
+class _Aliased:
+    """Mixin for an argparse action: warn on stderr when an old spelling of the flag was used."""
 
     def __init__(self, *args: Any, preferred: str, **kwargs: Any) -> None:
         self.preferred = preferred
@@ -56,19 +56,15 @@ class _StoreAlias(argparse._StoreAction):
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
         _warn_alias(option_string, self.preferred)
-        super().__call__(parser, namespace, values, option_string)
+        super().__call__(parser, namespace, values, option_string)  # type: ignore[misc]
 
 
-class _AppendAlias(argparse._AppendAction):
-    """Append the value like the main flag; warn on stderr when an old spelling was used."""
+class _StoreAlias(_Aliased, argparse._StoreAction):
+    """Store the value like the main flag."""
 
-    def __init__(self, *args: Any, preferred: str, **kwargs: Any) -> None:
-        self.preferred = preferred
-        super().__init__(*args, **kwargs)
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
-        _warn_alias(option_string, self.preferred)
-        super().__call__(parser, namespace, values, option_string)
+class _AppendAlias(_Aliased, argparse._AppendAction):
+    """Append the value like the main flag."""
 
 
 def entity_option(
@@ -122,26 +118,24 @@ def param_option(
     )
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number above zero."""
+def _whole_number(text: str, minimum: int, rule: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{rule}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above zero."""
+    return _whole_number(text, 1, "must be positive")
 
 
 def non_negative_int(text: str) -> int:
     """An argparse type: a whole number, zero or above."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
+    return _whole_number(text, 0, "must not be negative")
 
 
 def positive_float(text: str) -> float:

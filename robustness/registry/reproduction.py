@@ -183,9 +183,9 @@ def aggregate(
             entry = {}
             for i, column in enumerate(table.columns):
                 values = [
-                    c.values[column.label] * column.scale
+                    value * column.scale
                     for c in mine
-                    if c.values[column.label] is not None
+                    if (value := c.values[column.label]) is not None
                 ]
                 thesis = table.thesis.get(arch, {}).get(row.label)
                 entry[column.label] = {

@@ -6,7 +6,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.files import File
 from django.db import transaction
@@ -22,6 +22,9 @@ from robustness.registry.files import (
 )
 from robustness.registry.models import NAME_PATTERN, TrainedModel
 from robustness.training import Callbacks, EpochStats, TrainConfig, fit
+
+if TYPE_CHECKING:
+    from robustness.attacks.fgsm import FGSM
 
 
 class _RegistryCallbacks(Callbacks):
@@ -226,7 +229,7 @@ def model_evaluate(
         )
         if name == "fgsm":
             entry = {
-                "eps": attack.eps,
+                "eps": cast("FGSM", attack).eps,
                 "error": 1.0 - (correct & ~timed.result.success).float().mean().item(),
             }
         else:

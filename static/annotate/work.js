@@ -8,8 +8,8 @@
   "use strict";
 
   var SAVE_DELAY_MS = 300;
-  // The answer alphabet comes from the server (data-labels on #work); this is only the fallback.
-  var VALID = "0123456789?";
+  // The answer alphabet, from the server (data-labels on #work): one definition, annotate/labels.py.
+  var VALID = "";
   // The one message the server cannot send: it is unreachable. Every other message is the
   // API's own "detail" and "hint".
   var NETWORK_TROUBLE =
@@ -54,7 +54,7 @@
   }
 
   function initWork(root) {
-    VALID = root.getAttribute("data-labels") || VALID;
+    VALID = root.getAttribute("data-labels") || "";
     var api = root.getAttribute("data-api");
     var doneUrl = root.getAttribute("data-done");
     var grid = document.getElementById("grid");

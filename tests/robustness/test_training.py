@@ -151,6 +151,7 @@ def test_bad_configurations_are_rejected(bad):
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
+    import torch
     from robustness import data
     from robustness.training import Callbacks, TrainConfig, fit
 
@@ -163,6 +164,7 @@ KILL_SCRIPT = textwrap.dedent("""
     cfg = TrainConfig.from_schedule("ch3", arch="mlp1000", dataset="synthetic", epochs=3,
                                     batch_size=50, defense="dropout")
     tiny = data.synthetic(n_train=400, n_valid=100, n_test=100, seed=3)
+    torch.set_num_threads(int(sys.argv[3]))  # CPU sums depend on the number of threads
     fit(cfg, tiny, device="cpu", checkpoint_path=sys.argv[1], callbacks=SlowAfterFirst())
 """)
 
@@ -174,7 +176,9 @@ def test_kill_9_after_first_checkpoint_then_resume_gives_the_same_weights(tiny, 
     ckpt = tmp_path / "run.pt"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(ckpt), str(marker)], env=env, stderr=subprocess.PIPE
+        [sys.executable, str(script), str(ckpt), str(marker), str(torch.get_num_threads())],
+        env=env,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 120

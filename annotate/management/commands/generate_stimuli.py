@@ -43,19 +43,7 @@ class Command(BlindspotCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        request = StimulusRequest(
-            model=opts["model"],
-            name=opts["set"],
-            split=opts["split"],
-            limit=opts["limit"],
-            target=opts["target"],
-            confidence=opts["confidence"],
-            seed=opts["seed"],
-            batch_size=opts["batch_size"],
-            steps=opts["steps"],
-            controls=opts["controls"],
-            replace=opts["replace"],
-        )
+        request = request_from_options(opts)
         bars = Bars(disable=opts["no_progress"])
         try:
             stimulus_set_generate(request=request, device=opts["device"], progress=bars)
@@ -70,3 +58,20 @@ class Command(BlindspotCommand):
                 f"{row.name} ({row.kind}): {total} stimuli, {hits} reach the target as shown "
                 f"(8-bit), on {row.device}"
             )
+
+
+def request_from_options(opts: dict[str, Any]) -> StimulusRequest:
+    """The typed request the parsed flags describe (:meth:`StimulusRequest.argv` inverted)."""
+    return StimulusRequest(
+        model=opts["model"],
+        name=opts["set"],
+        split=opts["split"],
+        limit=opts["limit"],
+        target=opts["target"],
+        confidence=opts["confidence"],
+        seed=opts["seed"],
+        batch_size=opts["batch_size"],
+        steps=opts["steps"],
+        controls=opts["controls"],
+        replace=opts["replace"],
+    )
