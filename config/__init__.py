@@ -1,0 +1,1 @@
+"""Project configuration: ``settings`` (from the environment), ``urls``, ``storage``, WSGI/ASGI."""

@@ -1,6 +1,13 @@
 """Blindspot's robustness library: MNIST data, the thesis networks, training, attacks.
 
-Plain PyTorch: importing it never imports Django, so notebooks and scripts can use it alone.
+Plain PyTorch: importing it never imports Django (checked by ``lint-imports``), so notebooks
+and scripts can use it alone; every path and device is an argument.
+
+Modules: ``data`` (MNIST, CIFAR-10, synthetic), ``nets`` (network registry), ``training``
+(the one loop, resumable), ``defenses/`` and ``attacks/`` (one module per method, by name
+through ``plugins``), ``threat`` (norms), ``evaluation`` (metrics and the thesis's protocol),
+``checkpoint``, ``runtime`` (device, seeds, determinism), ``modes``, ``tables`` (the thesis's
+grids), ``errors`` (the project's one error base). ``registry/`` is the Django app over it.
 """
 
 from __future__ import annotations
