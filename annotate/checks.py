@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,6 +11,7 @@ from django.core.checks import Error, Tags, register
 from django.utils.module_loading import import_string
 
 REQUIRED_STORAGES = ("default", "artifacts")
+THROTTLE_RATE = re.compile(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)")
 
 
 @register(Tags.compatibility)
@@ -50,6 +52,15 @@ def worker_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
         problems.append(
             Error(f"BLINDSPOT_WORKER_MAX_BODY must be positive, got {limit}", id="annotate.E003")
         )
+    for scope, rate in settings.BLINDSPOT_THROTTLE_RATES.items():
+        if not (isinstance(rate, str) and THROTTLE_RATE.fullmatch(rate)):
+            problems.append(
+                Error(
+                    f"the {scope} throttle rate {rate!r} is not N/second, /minute, /hour or /day",
+                    hint="e.g. BLINDSPOT_THROTTLE_LEASE=20/min",
+                    id="annotate.E005",
+                )
+            )
     for origin in settings.BLINDSPOT_FRAME_ANCESTORS:
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):

@@ -8,6 +8,8 @@ twice. Commands map the base to a one-line error once (``BlindspotCommand``), vi
 
 from __future__ import annotations
 
+import datetime as dt
+
 from robustness.errors import BlindspotError
 
 
@@ -64,6 +66,26 @@ class AlreadyParticipated(WorkError):
     hint = "Thank you! If you came from a recruiting site, please return this task there."
 
 
+class LeaseHeldElsewhere(WorkError):
+    """The worker has an active lease that another client (browser, tab) took: only that
+    client may continue it; the message says so and when the lease is released."""
+
+    code, status = "lease_elsewhere", 409
+    message = "You already started this task in another browser window or tab."
+    heading = "You have started this task already"
+    hint = "Please continue it there."
+
+    @classmethod
+    def until(cls, expires: dt.datetime) -> LeaseHeldElsewhere:
+        """The refusal, with the time (UTC) after which the worker can start again."""
+        error = cls()
+        error.hint = (
+            "Please continue it there. If you closed it, open the study link again after "
+            f"{expires.astimezone(dt.UTC):%H:%M} UTC, when it is released, to start afresh."
+        )
+        return error
+
+
 class InvalidToken(WorkError):
     code, status, message = "invalid_token", 403, "This task link is not valid."
     heading, hint = "This link is not valid", "Please use the link you were given."
@@ -86,6 +108,12 @@ class AlreadySubmitted(WorkError):
 
     code, status = "already_submitted", 409
     message = "This task was already submitted with other answers; nothing was changed."
+
+
+class Throttled(WorkError):
+    code, status = "throttled", 429
+    message = "Too many people are starting from your network or for this study right now."
+    heading, hint = "Please wait a moment", "Please wait a few seconds, then try again."
 
 
 class PayloadTooLarge(WorkError):

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.edge.RequestGuard",  # control characters and unread bodies refused before anything
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # static files without a separate server
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -165,9 +166,27 @@ MNIST_DIR = os.environ.get("MNIST_DIR", "").strip() or None
 CIFAR10_DIR = os.environ.get("CIFAR10_DIR", "").strip() or None
 
 # Human study: which sites may frame the worker pages (CSP frame-ancestors; e.g. the MTurk
-# worker sites), and the largest request body the worker API accepts.
+# worker sites), and the largest request body the worker API (and any JSON body) accepts.
 BLINDSPOT_FRAME_ANCESTORS = env_list("BLINDSPOT_FRAME_ANCESTORS")
 BLINDSPOT_WORKER_MAX_BODY = int(os.environ.get("BLINDSPOT_WORKER_MAX_BODY", str(64 * 1024)))
+# Worker API throttles (DRF rate strings, N/second|minute|hour|day): lease requests per client
+# address and per study, and every other worker request per client address.
+BLINDSPOT_THROTTLE_RATES = {
+    "lease": os.environ.get("BLINDSPOT_THROTTLE_LEASE", "20/min"),
+    "study": os.environ.get("BLINDSPOT_THROTTLE_STUDY", "1200/min"),
+    "work": os.environ.get("BLINDSPOT_THROTTLE_WORK", "600/min"),
+}
+
+# Django's cache (throttle counters, cached study results): Redis when REDIS_URL is set, so
+# every server process shares it; else this process's memory.
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 
 # Console jobs (generating stimuli): "process" runs manage.py detached, logging to
 # BLINDSPOT_JOBS_DIR; "inline" runs it inside the request (tests, single-process setups).
@@ -194,6 +213,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["config.edge.BoundedJSONParser"],
+    # Who the client is, for throttling: REMOTE_ADDR, or behind N trusted proxies the Nth
+    # address from the right of X-Forwarded-For (never the whole header a client can forge).
+    "NUM_PROXIES": int(os.environ.get("BLINDSPOT_NUM_PROXIES", "0")),
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "EXCEPTION_HANDLER": "annotate.staffapi.views.exception_handler",
     "PAGE_SIZE": 50,
@@ -216,10 +239,28 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# HTTPS. Behind a TLS-terminating proxy, SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto:https tells
+# Django which header says a request came over https (set it only when the proxy always sets or
+# strips that header). HSTS and the redirect are off until HTTPS works end to end.
 if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0") or 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+_proxy_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_header:
+    _name, _, _value = _proxy_header.partition(":")
+    if not _name.strip() or not _value.strip():
+        raise ImproperlyConfigured(
+            f"SECURE_PROXY_SSL_HEADER={_proxy_header!r}: write HEADER:VALUE, "
+            "e.g. X-Forwarded-Proto:https"
+        )
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _name.strip().upper().replace("-", "_"),
+        _value.strip(),
+    )
 
 LOGGING = {
     "version": 1,

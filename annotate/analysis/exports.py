@@ -16,10 +16,16 @@ class _Echo:
         return value
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value: Any) -> Any:
-    """Booleans as true/false and missing values as empty cells."""
+    """Booleans as true/false, missing values as empty cells, and text that a spreadsheet would
+    run as a formula (starting with = + - @, tab or CR) kept as text with a leading '."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
     return "" if value is None else value
 
 

@@ -27,6 +27,7 @@ RESPONSE_COLUMNS: dict[str, str] = {
     "replicate": "lease__assignment__replicate",
     "position": "item__position",
     "is_attention": "item__is_attention",
+    "is_filler": "item__is_filler",
     "response_ms": "response_ms",
     "answered_at": "saved",
     "leased_at": "lease__leased",
@@ -101,14 +102,17 @@ def study_responses(*, study: Study, include_drafts: bool = False) -> list[dict[
 
 
 def responses_arrays(*, study: Study) -> dict[str, np.ndarray]:
-    """The submitted answers as aligned columns for :mod:`annotate.analysis.report` (one query).
+    """The submitted answers to study items and attention checks (not fillers) as aligned
+    columns for :mod:`annotate.analysis.report` (one query).
 
     Keys (``ARRAY_KEYS``): condition (position, −1 for attention checks), worker (external id),
     image (source index), label ('0'–'9' or '?'), original, target (−1 when none), is_attention,
     attention_expected (the check's original label, −1 otherwise), simulated (worker or study).
     """
     rows = list(
-        _answers(study=study).values_list(
+        _answers(study=study)
+        .filter(item__is_filler=False)  # fillers complete a grid; they are neither data nor checks
+        .values_list(
             Coalesce(F("item__condition__position"), Value(-1)),
             "lease__worker__external_id",
             "item__stimulus__source_index",

@@ -114,6 +114,11 @@ class CreateStudyForm(forms.Form):
         required=False,
         help_text="empty: generated from the first condition's model",
     )
+    allow_short = forms.BooleanField(
+        required=False,
+        label="Allow short assignments",
+        help_text="no fillers: an assignment may hold one study image fewer than the size",
+    )
     seed = forms.IntegerField(initial=0)
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
 
@@ -144,6 +149,7 @@ class CreateStudyForm(forms.Form):
                 title=data["title"].strip() or None,
                 attention_set=data["attention_set"].name if data["attention_set"] else None,
                 limit=data["limit"],
+                allow_short=data["allow_short"],
             )
         except StudyError as exc:
             raise forms.ValidationError(str(exc)) from None

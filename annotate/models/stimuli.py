@@ -40,6 +40,14 @@ class StimulusSet(TracksRun, models.Model):
     device = models.CharField(max_length=80, blank=True)
     error = models.TextField(blank=True)
     simulated = models.BooleanField(default=False)
+    example = models.ForeignKey(
+        "Stimulus",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="an attention set's digit reserved for the instructions: no assignment shows it",
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -106,7 +106,7 @@ class Assignment(models.Model):
 
 
 class Item(models.Model):
-    """One cell of an assignment's grid: a study stimulus or an attention check."""
+    """One cell of an assignment's grid: a study stimulus, an attention check or a filler."""
 
     assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="items")
     position = models.PositiveSmallIntegerField()
@@ -116,16 +116,22 @@ class Item(models.Model):
         Condition, null=True, blank=True, on_delete=models.PROTECT, related_name="items"
     )
     is_attention = models.BooleanField(default=False)
+    is_filler = models.BooleanField(
+        default=False,
+        help_text="a clean digit from the attention pool completing the assignment's size; "
+        "its answer is kept but neither analysed nor used as a check",
+    )
 
     class Meta:
         ordering = ["assignment", "position"]
         constraints = [
             models.UniqueConstraint(fields=["assignment", "position"], name="item_unique_pos"),
             models.UniqueConstraint(fields=["assignment", "stimulus"], name="item_unique_stimulus"),
-            models.CheckConstraint(
-                condition=Q(is_attention=True, condition__isnull=True)
-                | Q(is_attention=False, condition__isnull=False),
-                name="item_attention_xor_condition",
+            models.CheckConstraint(  # exactly one of: a condition, a check, a filler
+                condition=Q(is_attention=True, is_filler=False, condition__isnull=True)
+                | Q(is_attention=False, is_filler=True, condition__isnull=True)
+                | Q(is_attention=False, is_filler=False, condition__isnull=False),
+                name="item_one_kind",
             ),
         ]
 

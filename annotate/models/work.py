@@ -74,6 +74,12 @@ class Lease(models.Model):
         blank=True,
         help_text="the provider's id of this attempt (MTurk's assignment, Prolific's session)",
     )
+    attempt = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="the taking client's proof: the provider's attempt id or the entry page's "
+        "nonce; only it resumes the lease",
+    )
 
     class Meta:
         ordering = ["-leased"]

@@ -135,6 +135,7 @@ def accept_lease(*, study: Study, accept: Accept) -> Lease:
     lease = lease_acquire(
         study=study,
         worker_id=accept.worker_id,
+        attempt=accept.assignment_id,
         provider_ref=accept.assignment_id,
         source=PROVIDER,
     )

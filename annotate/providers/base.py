@@ -32,7 +32,9 @@ class Visitor:
     """Someone who opened a study link, as their recruiting site named them.
 
     ``worker_id`` is the site's participant id ('' for anonymous), ``attempt_id`` the site's
-    id of this attempt (MTurk's assignment, Prolific's session; '' when it has none).
+    id of this attempt (MTurk's assignment, Prolific's session). Where the site has none, the
+    worker pages fill in a nonce of the entry page, which the browser carries to the start
+    request: either way it is the proof that resumes the visitor's lease, not the id.
     ``preview``: they are only looking, and must not be leased anything. ``fields`` are the
     parameters to carry from the entry page to the start request (hidden form inputs).
     """

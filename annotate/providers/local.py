@@ -38,7 +38,10 @@ class LocalProvider(RecruitmentProvider):
 
     def accept(self, *, study: Study, visitor: Visitor) -> Lease:
         return lease_acquire(
-            study=study, worker_id=visitor.worker_id or None, provider_ref=visitor.attempt_id
+            study=study,
+            worker_id=visitor.worker_id or None,
+            attempt=visitor.attempt_id,
+            provider_ref=visitor.fields.get("assignment_id", ""),
         )
 
     def publish(self, *, study: Study, **options: Any) -> Result:

@@ -35,12 +35,15 @@ def attention_set_generate(
     min_confidence: float = 0.999,
     device: str | None = None,
 ) -> StimulusSet:
-    """``count`` clean, unambiguous digits of ``split`` for attention checks (idempotent by name).
+    """``count`` clean, unambiguous digits of ``split`` for attention checks and fillers, plus
+    one more reserved as the instructions' example (idempotent by name).
 
     Candidates: the model predicts the label with confidence ≥ ``min_confidence`` on the shown
     (8-bit) image, and the source is not in ``exclude_sources``; the pick is class-balanced as
-    far as the candidates allow, and seeded. The same name with the same parameters returns
-    the existing set; with other parameters it is refused.
+    far as the candidates allow, and seeded. The example (``StimulusSet.example``) is one more
+    candidate drawn with the same seed; no study assignment ever shows it, so the example gives
+    no check away. The same name with the same parameters returns the existing set; with other
+    parameters it is refused.
     """
     check_set_name(name)
     if split not in SPLITS:
@@ -73,13 +76,16 @@ def attention_set_generate(
     ok = ((pred == y) & (conf >= min_confidence)).numpy()
     ok &= ~np.isin(np.arange(len(y)), excluded)
     candidates = np.flatnonzero(ok)
-    if len(candidates) < count:
+    if len(candidates) < count + 1:
         raise StimulusError(
             f"only {len(candidates)} {split} images of {model.dataset} are classified correctly "
             f"by {model.name} with confidence ≥ {min_confidence} outside the {len(excluded)} "
-            f"excluded sources; {count} needed"
+            f"excluded sources; {count + 1} needed ({count} and the example)"
         )
-    chosen = candidates[balanced_pick(y.numpy()[candidates], count, seed)]
+    pool = candidates[balanced_pick(y.numpy()[candidates], count, seed)]
+    rest = np.setdiff1d(candidates, pool)
+    example = int(rest[np.random.default_rng(seed).integers(len(rest))])
+    chosen = np.sort(np.append(pool, example))
     index = torch.as_tensor(chosen, dtype=torch.long)
     row = StimulusSet.objects.create(
         name=name,
@@ -90,7 +96,7 @@ def attention_set_generate(
         weights_sha256=model.weights_sha256,
         seed=seed,
         device=runtime.describe_device(loaded.device),
-        progress_total=count,
+        progress_total=count + 1,
     )
     columns = {
         "source_index": chosen.tolist(),
@@ -99,8 +105,14 @@ def attention_set_generate(
         "clean_confidence": conf[index].tolist(),
         "shown_pred": pred[index].tolist(),
         "shown_confidence": conf[index].tolist(),
-        "l2_norm": [0.0] * count,
+        "l2_norm": [0.0] * (count + 1),
     }
     rows = stimulus_rows(row, columns)
-    run_guarded(row, lambda: stimuli_store(row, rows, clean[index]))
+
+    def work() -> None:
+        stimuli_store(row, rows, clean[index])
+        row.example = row.stimuli.get(source_index=example)
+        row.save(update_fields=["example", "updated"])
+
+    run_guarded(row, work)
     return row

@@ -32,7 +32,11 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def png_bytes(pixels: np.ndarray | torch.Tensor) -> bytes:
-    """One C×H×W uint8 image as a PNG (grayscale for 1 channel, RGB for 3), no metadata chunks."""
+    """One C×H×W uint8 image as a PNG (grayscale for 1 channel, RGB for 3), no metadata chunks.
+
+    Stored, not compressed (zlib level 0): every image of one shape is the same number of bytes,
+    so the size of what a worker receives says nothing about its content or its condition.
+    """
     if isinstance(pixels, torch.Tensor):
         pixels = pixels.detach().cpu().numpy()
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[0] not in (1, 3):
@@ -41,8 +45,13 @@ def png_bytes(pixels: np.ndarray | torch.Tensor) -> bytes:
         )
     array = pixels[0] if pixels.shape[0] == 1 else np.ascontiguousarray(pixels.transpose(1, 2, 0))
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    Image.fromarray(array).save(buf, format="PNG", compress_level=0)
     return buf.getvalue()
+
+
+def canonical_png(data: bytes) -> bytes:
+    """Any PNG re-encoded as :func:`png_bytes` writes it (the same bytes for one it wrote)."""
+    return png_bytes(png_pixels(data))
 
 
 def png_pixels(data: bytes) -> np.ndarray:

@@ -62,11 +62,11 @@ def _load_sets(set_names: list[str]) -> list[StimulusSet]:
 
 
 def _columns(s: StimulusSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A set's stimuli as sorted arrays: source index, original label, stimulus id."""
+    """A set's stimuli as sorted arrays: source index, original label, stimulus id (without
+    the set's reserved example digit, which no assignment may show)."""
+    stimuli = s.stimuli.exclude(pk=s.example_id) if s.example_id else s.stimuli.all()
     rows = np.array(
-        list(
-            s.stimuli.order_by("source_index").values_list("source_index", "original_label", "id")
-        ),
+        list(stimuli.order_by("source_index").values_list("source_index", "original_label", "id")),
         dtype=np.int64,
     ).reshape(-1, 3)
     return rows[:, 0], rows[:, 1], rows[:, 2]
@@ -77,12 +77,14 @@ def _attention_set(
     name: str,
     attention_set: str | None,
     checks: int,
+    needed: int,
     sets: list[StimulusSet],
     exclude: np.ndarray,
     seed: int,
 ) -> StimulusSet | None:
-    """The attention-check set: the named one, or one generated (once) for this study."""
-    if attention_set is None and checks == 0:
+    """The attention pool (checks and fillers): the named set, or one generated (once) for this
+    study when ``needed`` (the most pool digits one assignment takes) is not zero."""
+    if attention_set is None and needed == 0:
         return None
     if attention_set is None:
         generated = f"{name}-attention"
@@ -94,7 +96,7 @@ def _attention_set(
                 existing = attention_set_generate(
                     model=sets[0].model,
                     name=generated,
-                    count=max(50, 4 * checks),
+                    count=max(50, 4 * checks, 2 * needed),
                     exclude_sources=[int(i) for i in exclude],
                     split=sets[0].split,
                     seed=seed,
@@ -135,10 +137,17 @@ def study_create(*, spec: StudySpec) -> Study:
     sets = _load_sets(list(spec.sets))
     columns = [_columns(s) for s in sets]
     every_source = np.unique(np.concatenate([c[0] for c in columns]))
+    try:
+        common, _, _ = designs.common_sources([c[0] for c in columns], [c[1] for c in columns])
+    except ValueError as e:
+        raise StudyError(str(e)) from None
+    n_sources = min(len(common), spec.limit or len(common))
+    fillers = 0 if spec.allow_short else designs.max_fillers(n_sources, size - attention_checks)
     attention = _attention_set(
         name=name,
         attention_set=spec.attention_set,
         checks=attention_checks,
+        needed=attention_checks + fillers,
         sets=sets,
         exclude=every_source,
         seed=seed,
@@ -161,6 +170,7 @@ def study_create(*, spec: StudySpec) -> Study:
             raters=spec.raters,
             seed=seed,
             limit=spec.limit,
+            allow_short=spec.allow_short,
         )
     except ValueError as e:
         raise StudyError(str(e)) from None
@@ -174,10 +184,9 @@ def study_create(*, spec: StudySpec) -> Study:
         "lease_seconds": spec.lease_seconds,
         "seed": seed,
         "limit": spec.limit,
+        "allow_short": spec.allow_short,
         "title": spec.title or DEFAULT_TITLE,
-        "instructions": spec.instructions
-        if spec.instructions is not None
-        else DEFAULT_INSTRUCTIONS,
+        "instructions": DEFAULT_INSTRUCTIONS if spec.instructions is None else spec.instructions,
         "sets": [_set_config(s, len(c[0])) for s, c in zip(sets, columns, strict=True)],
         "attention_set": (
             _set_config(attention, len(pool[0]))
@@ -252,13 +261,12 @@ def _write(
     )
     assignment_ids = dict(study.assignments.values_list("index", "id"))
 
-    # Stimulus ids by (condition, source index); attention rows (condition −1) by source index.
+    # Stimulus ids by (condition, source index); checks and fillers by pool source index.
     stimulus = np.empty(len(plan.source), dtype=np.int64)
-    lookups = [(k, c[0], c[2]) for k, c in enumerate(columns)]
+    lookups = [(plan.condition == k, c[0], c[2]) for k, c in enumerate(columns)]
     if attention_ids is not None:
-        lookups.append((-1, attention_ids[0], attention_ids[2]))
-    for k, sources, ids in lookups:
-        rows = plan.condition == k
+        lookups.append((plan.condition < 0, attention_ids[0], attention_ids[2]))
+    for rows, sources, ids in lookups:
         stimulus[rows] = ids[np.searchsorted(sources, plan.source[rows])]
     items = (
         Item(
@@ -266,7 +274,8 @@ def _write(
             position=p,
             stimulus_id=s,
             condition_id=None if c < 0 else condition_ids[c],
-            is_attention=c < 0,
+            is_attention=c == designs.ATTENTION_CODE,
+            is_filler=c == designs.FILLER_CODE,
         )
         for a, p, s, c in zip(
             plan.assignment.tolist(),

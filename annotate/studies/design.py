@@ -26,14 +26,20 @@ import numpy as np
 DESIGNS = ("partition", "full")
 ATTENTION: Final = "attention"
 # Bump when an algorithm below changes what a seed produces: it is part of a study's config.
-DESIGN_VERSION = 1
+# 2: assignments are filled to their size with filler digits from the attention pool.
+DESIGN_VERSION = 2
+ATTENTION_CODE, FILLER_CODE = -1, -2  # Plan.condition of attention checks and of fillers
+
+
+FILLER: Final = "filler"
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One cell of an assignment: a source image in a condition (or an attention check)."""
+    """One cell of an assignment: a source image in a condition, an attention check, or a
+    filler (a clean digit from the attention pool that completes a short assignment)."""
 
-    condition: int | Literal["attention"]
+    condition: int | Literal["attention", "filler"]
     source: int
     position: int
 
@@ -52,8 +58,8 @@ class PlannedAssignment:
 class Plan:
     """A whole study layout in columns, one row per item, sorted by (assignment, position).
 
-    ``condition`` is −1 for attention checks, whose ``source`` indexes the attention pool's
-    source images; ``block`` and ``replicate`` have one entry per assignment.
+    ``condition`` is −1 for attention checks and −2 for fillers, whose ``source`` indexes the
+    attention pool's source images; ``block`` and ``replicate`` have one entry per assignment.
     """
 
     design: str
@@ -78,7 +84,8 @@ class Plan:
         rows = zip(
             self.condition.tolist(), self.source.tolist(), self.position.tolist(), strict=True
         )
-        entries = [Entry(ATTENTION if c < 0 else c, s, p) for c, s, p in rows]
+        kinds = {ATTENTION_CODE: ATTENTION, FILLER_CODE: FILLER}
+        entries = [Entry(kinds.get(c, c), s, p) for c, s, p in rows]
         return tuple(
             PlannedAssignment(
                 index=a,
@@ -99,14 +106,16 @@ class Plan:
 
     def summary(self) -> dict[str, int | str]:
         """Counts worth freezing in a study's config (plain JSON types)."""
-        attention = int((self.condition < 0).sum())
+        attention = int((self.condition == ATTENTION_CODE).sum())
+        fillers = int((self.condition == FILLER_CODE).sum())
         return {
             "design_version": DESIGN_VERSION,
             "assignments": self.n_assignments,
             "blocks": int(len(np.unique(self.block))),
             "items": int(len(self.assignment)),
-            "study_items": int(len(self.assignment)) - attention,
+            "study_items": int(len(self.assignment)) - attention - fillers,
             "attention_items": attention,
+            "filler_items": fillers,
             "sources": int(len(self.sources)),
             "dropped_sources": int(len(self.dropped)),
             "digest": self.digest(),
@@ -258,6 +267,14 @@ def _latin_blocks(
     return assignment, cond, src, blocks
 
 
+def max_fillers(n_sources: int, per: int) -> int:
+    """The most fillers an assignment of ``per`` study items needs for ``n_sources`` sources:
+    both designs deal sources into ``ceil(n / per)`` groups as even as possible."""
+    if n_sources < 1 or per < 1:
+        return 0
+    return per - n_sources // -(-n_sources // per)
+
+
 def plan_study(
     *,
     design: str,
@@ -269,14 +286,18 @@ def plan_study(
     raters: int = 1,
     seed: int = 0,
     limit: int | None = None,
+    allow_short: bool = False,
 ) -> Plan:
     """Lay out a study over ``len(sources)`` conditions; see the module docstring for designs.
 
     ``sources[k]``/``labels[k]`` are condition k's source indices and original classes. Only
     sources common to all conditions are used (the rest are reported as ``dropped``); with
-    ``limit``, only the lowest ``limit`` of them. Each assignment holds ``size −
-    attention_checks`` study items (±1 when not divisible) plus ``attention_checks`` distinct
-    sources of ``attention_pool``, all shuffled; each is copied ``raters`` times.
+    ``limit``, only the lowest ``limit`` of them. Every assignment holds exactly ``size``
+    items: ``size − attention_checks`` study items when the sources divide evenly (one fewer in
+    some assignments otherwise), ``attention_checks`` distinct sources of ``attention_pool``,
+    and fillers from the same pool completing the short ones, all shuffled; each assignment is
+    copied ``raters`` times. With ``allow_short`` there are no fillers and an assignment may
+    hold one study item fewer than another.
     """
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r}; choose from {', '.join(DESIGNS)}")
@@ -325,14 +346,27 @@ def plan_study(
     block = np.tile(base_block, raters)
     replicate = np.repeat(np.arange(raters), n_base)
 
-    if attention_checks:
-        # Round-robin over one shuffled pool: distinct inside an assignment, even across pool.
+    short = per - np.bincount(assignment, minlength=n_assignments)
+    fillers = np.zeros(n_assignments, np.int64) if allow_short else short
+    extra = attention_checks + fillers
+    if extra.max(initial=0) > len(pool):
+        raise ValueError(
+            f"assignments of {size} need up to {int(extra.max())} distinct attention-pool "
+            f"images ({attention_checks} checks + {int(fillers.max())} fillers where the "
+            f"sources do not fill them), got {len(pool)}; give a larger attention set or "
+            "allow short assignments"
+        )
+    if extra.sum():
+        # Round-robin over one shuffled pool: distinct inside an assignment, even across pool;
+        # each assignment's first draws are its checks, the rest its fillers.
         shuffled = rng.permutation(pool)
-        slot = np.arange(n_assignments * attention_checks)
-        assignment = np.concatenate([assignment, slot // attention_checks])
-        condition = np.concatenate([condition, np.full(len(slot), -1, np.int64)])
-        source = np.concatenate([source, shuffled[slot % len(pool)]])
-    assert len(assignment) == n_items * raters + n_assignments * attention_checks
+        owner = np.repeat(np.arange(n_assignments), extra)
+        rank = np.arange(len(owner)) - np.repeat(np.cumsum(extra) - extra, extra)
+        assignment = np.concatenate([assignment, owner])
+        kind = np.where(rank < attention_checks, ATTENTION_CODE, FILLER_CODE)
+        condition = np.concatenate([condition, kind])
+        source = np.concatenate([source, shuffled[np.arange(len(owner)) % len(pool)]])
+    assert len(assignment) == n_items * raters + int(extra.sum())
 
     # Shuffle within each assignment: rank of a random key inside its assignment = position.
     order = np.lexsort((rng.random(len(assignment)), assignment))

@@ -18,9 +18,11 @@ MAX_SMALL = 32767  # the database stores sizes, raters and per-worker limits as 
 class StudySpec:
     """A draft study over stimulus sets (one condition each, in order) and its design.
 
-    ``size`` images per assignment include ``attention_checks`` clean digits from
-    ``attention_set`` (generated from the first condition's model when None); each image is
-    rated by ``raters`` distinct workers; a worker may take ``assignments_per_worker``
+    Every assignment holds exactly ``size`` images: ``attention_checks`` clean digits from
+    ``attention_set`` (generated from the first condition's model when None), the study's
+    images, and clean fillers from the same set where the sources do not divide evenly —
+    unless ``allow_short``, when an assignment may hold one study image fewer instead. Each
+    image is rated by ``raters`` distinct workers; a worker may take ``assignments_per_worker``
     assignments, each for ``lease_seconds``. ``limit`` uses only the first sources.
     """
 
@@ -37,6 +39,7 @@ class StudySpec:
     title: str | None = None
     attention_set: str | None = None
     limit: int | None = None
+    allow_short: bool = False
 
     def __post_init__(self) -> None:
         try:

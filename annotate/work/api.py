@@ -13,9 +13,10 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
 from django.urls import reverse
 from rest_framework import exceptions
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -36,7 +37,9 @@ from annotate.work.serializers import (
     SubmitOutput,
     parse,
 )
+from annotate.work.throttles import LEASE_THROTTLES, ClientWorkThrottle
 from annotate.work.tokens import lease_token
+from config.edge import BoundedJSONParser
 from robustness.errors import BlindspotError
 
 logger = logging.getLogger(__name__)
@@ -52,8 +55,9 @@ class WorkerAPIView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [ClientWorkThrottle]
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
     metadata_class = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
@@ -68,15 +72,35 @@ class WorkerAPIView(APIView):
             )
         super().initial(request, *args, **kwargs)
 
+    def check_throttles(self, request: Request) -> None:
+        """The throttles in order, stopping at the first refusal: a client over its own limit
+        spends nothing of the study's (one client cannot use up everyone's share)."""
+        for throttle in self.get_throttles():
+            if not throttle.allow_request(request, self):
+                self.throttled(request, throttle.wait())
+
     def handle_exception(self, exc: Exception) -> Response:
         """Every failure as ``{"error", "detail", "hint"}``; unexpected ones logged, never
         described."""
+        if isinstance(exc, Http404):  # e.g. a ?format= no renderer serves
+            exc = exceptions.NotFound()
+        elif isinstance(exc, DjangoPermissionDenied):
+            exc = exceptions.PermissionDenied()
         if isinstance(exc, BlindspotError):
             return Response(exc.as_json(), status=exc.status, headers=NO_STORE)
+        if isinstance(exc, exceptions.Throttled):
+            wait = max(1, round(exc.wait or 1))
+            body = {
+                "error": "throttled",
+                "detail": "Too many requests from here right now.",
+                "hint": f"Please try again in {wait} seconds.",
+            }
+            return Response(body, 429, headers={**NO_STORE, "Retry-After": str(wait)})
         if isinstance(exc, exceptions.APIException):
             detail = exc.detail if isinstance(exc.detail, str) else "The request is not valid."
             code = exc.default_code if exc.status_code != 400 else "malformed"
-            return Response({"error": code, "detail": str(detail)}, exc.status_code, NO_STORE)
+            body = {"error": code, "detail": str(detail), "hint": ""}
+            return Response(body, exc.status_code, headers=NO_STORE)
         logger.exception("worker API: unexpected error in %s", type(self).__name__)
         return Response(SERVER_ERROR, status=500, headers=NO_STORE)
 
@@ -92,7 +116,10 @@ class WorkerAPIView(APIView):
 
 
 class LeaseView(WorkerAPIView):
-    """POST {"worker_id"?} → 201 {"token", "url"}: lease an assignment (or resume one)."""
+    """POST {"worker_id"?, "attempt"?} → 201 {"token", "url"}: lease an assignment, or resume
+    the one this client (the same ``attempt``) took."""
+
+    throttle_classes = [*LEASE_THROTTLES]
 
     def post(self, request: Request, study_key: str) -> Response:
         study = study_for_key(study_key)
@@ -101,7 +128,11 @@ class LeaseView(WorkerAPIView):
                 "This study recruits through its provider's page; open the task there."
             )
         data = parse(LeaseInput, self.data(request))
-        lease = lease_acquire(study=study, worker_id=data.get("worker_id") or None)
+        lease = lease_acquire(
+            study=study,
+            worker_id=data.get("worker_id") or None,
+            attempt=data.get("attempt") or "",
+        )
         token = lease_token(lease)
         url = reverse("annotate:work", kwargs={"token": token})
         return Response(LeaseOutput({"token": token, "url": url}).data, status=201)

@@ -11,6 +11,7 @@ paths retry on ``IntegrityError``, so neither can hand one assignment to two wor
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import random
 import re
 
@@ -23,6 +24,7 @@ from annotate.models import LIVE, Assignment, Event, Item, Lease, Study, Worker,
 from annotate.work.tokens import lease_key_from_token
 
 WORKER_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
+ATTEMPT = re.compile(r"^[A-Za-z0-9._:@-]{0,100}$")  # a provider's attempt id, or a page's nonce
 ATTEMPTS = 20  # lost races before giving up (each loss means someone else got a lease)
 SPREAD = 8  # the fallback tries one of the first SPREAD candidates first, to avoid a stampede
 
@@ -117,30 +119,44 @@ def lease_acquire(
     *,
     study: Study,
     worker_id: str | None,
+    attempt: str = "",
     provider_ref: str = "",
     source: str = Worker.Source.PANEL,
     now: dt.datetime | None = None,
     skip_locked: bool | None = None,
 ) -> Lease:
-    """Give the worker an assignment (or their active one back) for ``study.lease_seconds``.
+    """Give the worker an assignment for ``study.lease_seconds``, or their active one back.
 
-    ``skip_locked`` forces a path (None: SKIP LOCKED where the database has it); tests force the
-    constraint-only fallback on PostgreSQL too.
+    A lease belongs to the client that took it: ``attempt`` is that client's proof (the
+    recruiting site's id of this attempt, or a nonce from the entry page the browser holds),
+    and only the same ``attempt`` gets an active lease back. A bare worker id never does — a
+    panel id is an identifier, not a secret — so a second client is refused with
+    :class:`~annotate.errors.LeaseHeldElsewhere`, which says how to continue.
+    ``provider_ref`` is the site's attempt id kept for reconciliation. ``skip_locked`` forces a
+    path (None: SKIP LOCKED where the database has it); tests force the constraint-only
+    fallback on PostgreSQL too.
     """
+    for label, value in (("attempt id", attempt), ("assignment id", provider_ref)):
+        if not ATTEMPT.match(value):
+            raise errors.InvalidSubmission(
+                f"The {label} must be up to 100 letters, digits or . _ : @ - characters."
+            )
     now = now or timezone.now()
     skip_locked = use_skip_locked() if skip_locked is None else skip_locked
     worker = _worker(worker_id, source)
     leases_expire(study=study, now=now)
     limit = study.assignments_per_worker
     for _ in range(ATTEMPTS):
-        active = Lease.objects.filter(study=study, worker=worker, status=Lease.Status.ACTIVE)
-        if (lease := active.select_related("study", "worker", "assignment").first()) is not None:
-            return lease
-        used = set(
-            Lease.objects.filter(study=study, worker=worker, status__in=LIVE).values_list(
-                "slot", flat=True
+        # One read of the worker's live leases, so "active" and "slots used" agree.
+        live = list(
+            Lease.objects.filter(study=study, worker=worker, status__in=LIVE).select_related(
+                "study", "worker", "assignment"
             )
         )
+        active = [lease for lease in live if lease.status == Lease.Status.ACTIVE]
+        if active:
+            return _resumed(active[0], attempt)
+        used = {lease.slot for lease in live}
         if len(used) >= limit:
             raise errors.AlreadyParticipated()
         slot = min(set(range(limit)) - used)
@@ -150,7 +166,8 @@ def lease_acquire(
             slot=slot,
             leased=now,
             expires=now + dt.timedelta(seconds=study.lease_seconds),
-            provider_ref=provider_ref[:100],
+            provider_ref=provider_ref,
+            attempt=attempt,
         )
         try:
             if skip_locked:
@@ -168,6 +185,13 @@ def lease_acquire(
         )
         return lease
     raise errors.StudyFull("Too many people are starting at once; please try again in a moment.")
+
+
+def _resumed(lease: Lease, attempt: str) -> Lease:
+    """The worker's active lease, for the client that holds its proof; refused otherwise."""
+    if attempt and lease.attempt and hmac.compare_digest(attempt, lease.attempt):
+        return lease
+    raise errors.LeaseHeldElsewhere.until(lease.expires)
 
 
 def _acquire_skip_locked(study: Study, worker: Worker, fields: dict) -> Lease | None:

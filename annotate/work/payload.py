@@ -11,10 +11,12 @@ import logging
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from django.db.models import Q
 from django.db.models.fields.files import FieldFile
 
 from annotate import errors
 from annotate.models import Event, Item, Lease, Stimulus, Study
+from annotate.stimuli.imaging import canonical_png
 
 logger = logging.getLogger(__name__)
 
@@ -53,34 +55,45 @@ def lease_serve(lease: Lease) -> dict[str, Any]:
 
 
 def image_data_uri(image: FieldFile) -> str:
-    """The stored PNG, byte for byte, as a ``data:`` URI (read through the storage API)."""
+    """The stored image as a ``data:`` URI in the one canonical PNG encoding (read through the
+    storage API): every image of a study is then the same number of bytes, whatever its set,
+    condition or the encoder that stored it."""
     try:
         with image.open("rb") as fh:
-            data = fh.read()
+            data = canonical_png(fh.read())
     except (OSError, BotoCoreError, ClientError):  # a missing file; a remote store refusing
         logger.error("image file %r is missing or unreadable", image.name)
+        raise errors.ImageUnavailable() from None
+    except ValueError:  # not a PNG we can read (PIL's UnidentifiedImageError is one)
+        logger.error("image file %r is not a readable PNG", image.name)
         raise errors.ImageUnavailable() from None
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 def example_image(study: Study) -> str | None:
-    """A clean digit from the study's attention set as a data URI, for the instructions: one no
-    assignment shows where the set has spare digits, so the example gives no check away."""
+    """A clean digit for the instructions, as a data URI: the attention set's reserved example,
+    else a digit of the set that no assignment of the study shows, else none at all — never an
+    image some grid shows, so the example gives no check away."""
     item = (
-        Item.objects.filter(assignment__study=study, is_attention=True)
-        .select_related("stimulus")
+        Item.objects.filter(Q(is_attention=True) | Q(is_filler=True), assignment__study=study)
+        .select_related("stimulus__set")
         .order_by("assignment__index", "position")
         .first()
     )
     if item is None:
         return None
-    spare = (
-        Stimulus.objects.filter(set_id=item.stimulus.set_id)
-        .exclude(items__assignment__study=study)
-        .order_by("source_index")
-        .first()
-    )
+    pool = item.stimulus.set
+    example = pool.example if pool.example_id else None
+    if example is None:
+        example = (
+            Stimulus.objects.filter(set=pool)
+            .exclude(items__assignment__study=study)
+            .order_by("source_index")
+            .first()
+        )
+    if example is None:
+        return None
     try:
-        return image_data_uri((spare or item.stimulus).image)
+        return image_data_uri(example.image)
     except errors.WorkError:
         return None

@@ -26,9 +26,11 @@ class StrictCharField(serializers.CharField):
 
 
 class LeaseInput(serializers.Serializer):
-    """POST …/lease: the recruiting panel's worker id, if any (absent or empty: anonymous)."""
+    """POST …/lease: the recruiting panel's worker id, if any (absent or empty: anonymous), and
+    this client's attempt id: the same id resumes the same lease, none never resumes one."""
 
     worker_id = StrictCharField(required=False, allow_null=True, allow_blank=True, max_length=100)
+    attempt = StrictCharField(required=False, allow_null=True, allow_blank=True, max_length=100)
 
 
 class AnswersInput(serializers.Serializer):

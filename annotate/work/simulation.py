@@ -83,15 +83,15 @@ def _answers_for(lease: Lease, seed: int) -> list[dict]:
     """The simulated worker's answers to every item of the lease, in grid order."""
     items = list(
         lease.assignment.items.order_by("position").values_list(
-            "key", "is_attention", "stimulus__set__kind", "stimulus__original_label",
+            "key", "is_attention", "is_filler", "stimulus__set__kind", "stimulus__original_label",
             "stimulus__target",
         )
     )  # fmt: skip
-    attention = np.array([row[1] for row in items], dtype=bool)
-    adversarial = np.array([row[2] == StimulusSet.Kind.ADVERSARIAL for row in items], dtype=bool)
-    kind = np.where(attention, "attention", np.where(adversarial, "adversarial", "control"))
-    original = np.array([row[3] for row in items], dtype=np.int64)
-    target = np.array([-1 if row[4] is None else row[4] for row in items], dtype=np.int64)
+    clean = np.array([row[1] or row[2] for row in items], dtype=bool)  # checks and fillers
+    adversarial = np.array([row[3] == StimulusSet.Kind.ADVERSARIAL for row in items], dtype=bool)
+    kind = np.where(clean, "attention", np.where(adversarial, "adversarial", "control"))
+    original = np.array([row[4] for row in items], dtype=np.int64)
+    target = np.array([-1 if row[5] is None else row[5] for row in items], dtype=np.int64)
     rng = np.random.default_rng([seed, lease.assignment.index])
     labels, ms = simulated_responses(original=original, target=target, kind=kind, rng=rng)
     return [

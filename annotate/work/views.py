@@ -8,8 +8,12 @@ worker error becomes a friendly page with its status code, in one place (:func:`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import wraps
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -25,8 +29,11 @@ from annotate.providers.base import Visitor
 from annotate.work.headers import allow, worker_page
 from annotate.work.leases import has_open_assignment, lease_from_token, study_for_key
 from annotate.work.payload import example_image
+from annotate.work.throttles import lease_throttle_wait
 from annotate.work.tokens import lease_token
 from robustness.errors import BlindspotError
+
+NONCE = re.compile(r"[A-Za-z0-9_-]{22}")  # what secrets.token_urlsafe(16) makes
 
 
 def error_page(request: HttpRequest, exc: BlindspotError) -> HttpResponse:
@@ -56,9 +63,30 @@ def worker_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
     return wrapped
 
 
+def _throttled(request: HttpRequest, wait: float) -> HttpResponse:
+    """The 429 page: too many starts from this network or for this study; when to retry."""
+    seconds = max(1, round(wait))
+    error = errors.Throttled()
+    error.hint = f"Please wait {seconds} seconds, then press Start again."
+    response = error_page(request, error)
+    response["Retry-After"] = str(seconds)
+    return response
+
+
 def _framed(response: HttpResponse, study: Study) -> HttpResponse:
     """Let the study's recruiting site frame ``response``."""
     return allow(response, frame_ancestors=registry.provider_for(study).frame_ancestors(study))
+
+
+def _with_attempt(visitor: Visitor, params: Mapping[str, Any]) -> Visitor:
+    """The visitor with an attempt id: the site's, else the nonce the entry page gave this
+    browser (``attempt`` in the form), else a new nonce for the page about to be shown."""
+    if visitor.attempt_id:
+        return visitor
+    nonce = params.get("attempt") or ""
+    if not (isinstance(nonce, str) and NONCE.fullmatch(nonce)):
+        nonce = secrets.token_urlsafe(16)
+    return replace(visitor, attempt_id=nonce, fields={**visitor.fields, "attempt": nonce})
 
 
 def _entry(
@@ -81,6 +109,8 @@ def study_entry(request: HttpRequest, study_key: str) -> HttpResponse:
     study = study_for_key(study_key)
     provider = registry.provider_for(study)
     visitor = provider.identify(request.GET)
+    if not visitor.preview:
+        visitor = _with_attempt(visitor, {})  # a fresh nonce for this page, never the URL's
     try:
         if visitor.preview and not has_open_assignment(study):  # say so before anyone accepts
             raise errors.StudyFull()
@@ -103,11 +133,15 @@ def study_start(request: HttpRequest, study_key: str) -> HttpResponse:
     study = study_for_key(study_key)
     provider = registry.provider_for(study)
     visitor = provider.identify(request.POST)
+    if not visitor.preview:
+        visitor = _with_attempt(visitor, request.POST)
     if visitor.preview:
         return _entry(request, study, visitor, error="Please accept the task first.", status=400)
     if request.POST.get("consent") != "yes":
         message = "Please tick the box to agree before you start."
         return _entry(request, study, visitor, error=message, status=400)
+    if (wait := lease_throttle_wait(request)) is not None:
+        return _framed(_throttled(request, wait), study)
     try:
         lease = provider.accept(study=study, visitor=visitor)
     except BlindspotError as exc:

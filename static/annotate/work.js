@@ -53,8 +53,36 @@
     );
   }
 
+  // The browser that took a lease keeps its page's address (when the browser lets it store
+  // anything), so coming back by the study link offers to continue. The server decides: a
+  // bare participant id never reaches a lease, only this address does.
+  function resumeKey(study) {
+    return "blindspot:lease:" + study;
+  }
+
+  function remember(study, url) {
+    try {
+      window.localStorage.setItem(resumeKey(study), url);
+    } catch (e) {
+      /* storage blocked (a third-party frame): the page address is the only way back */
+    }
+  }
+
+  function initEntry(root) {
+    var url = null;
+    try {
+      url = window.localStorage.getItem(resumeKey(root.getAttribute("data-study")));
+    } catch (e) {
+      return;
+    }
+    if (!url || url.indexOf("/w/") !== 0) return;
+    document.getElementById("resume-link").setAttribute("href", url);
+    document.getElementById("resume").hidden = false;
+  }
+
   function initWork(root) {
     VALID = root.getAttribute("data-labels") || "";
+    remember(root.getAttribute("data-study"), window.location.pathname);
     var api = root.getAttribute("data-api");
     var doneUrl = root.getAttribute("data-done");
     var grid = document.getElementById("grid");
@@ -530,6 +558,8 @@
     }, 300);
   }
 
+  var entry = document.getElementById("entry");
+  if (entry) initEntry(entry);
   var work = document.getElementById("work");
   if (work) initWork(work);
   var done = document.getElementById("done");

@@ -33,6 +33,11 @@ class Command(BlindspotCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--attention-set", help="an attention set (else one is generated)")
         parser.add_argument("--limit", type=positive_int, help="use only the first N sources")
+        parser.add_argument(
+            "--allow-short",
+            action="store_true",
+            help="no fillers: an assignment may hold one study image fewer than the size",
+        )
         parser.add_argument("--instructions-file", type=Path)
         parser.add_argument("--title")
 
@@ -57,13 +62,15 @@ class Command(BlindspotCommand):
             title=opts["title"],
             attention_set=opts["attention_set"],
             limit=opts["limit"],
+            allow_short=opts["allow_short"],
         )
         study = study_create(spec=spec)
         plan = study.config["plan"]
         self.stdout.write(
             f"study {study.name} ({study.status}, {study.design}): "
             f"{len(study.config['sets'])} conditions, {plan['assignments']} assignments, "
-            f"{plan['items']} items ({plan['attention_items']} attention checks), "
+            f"{plan['items']} items ({plan['attention_items']} attention checks, "
+            f"{plan['filler_items']} fillers), "
             f"{plan['dropped_sources']} dropped sources"
         )
         self.stdout.write(f"config hash {study.config_hash}")

@@ -200,3 +200,15 @@ def test_export_header_only_for_a_study_without_answers(study):
 def test_export_bad_input_is_a_command_error(study, args, message):
     with pytest.raises(CommandError, match=message):
         call_command("export_responses", *args, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_stay_text(study):
+    """Finding 9: participant ids are chosen by participants (or their panel)."""
+    for n, evil in enumerate(["=HYPERLINK(1)", "+1+1", "-2+3", "@SUM(A1)"]):
+        work(study, f"safe-{n}")
+        Worker.objects.filter(external_id=f"safe-{n}").update(external_id=evil)
+    out = io.StringIO()
+    call_command("export_responses", "--study", study.name, "--format", "csv", stdout=out)
+    cells = [row["worker"] for row in csv.DictReader(io.StringIO(out.getvalue()))]
+    for evil in ["=HYPERLINK(1)", "+1+1", "-2+3", "@SUM(A1)"]:
+        assert "'" + evil in cells and evil not in cells

@@ -13,6 +13,7 @@ from django.urls import reverse
 from annotate.models import Item, Lease, Stimulus, StimulusSet, Study, Worker
 from annotate.mturk import handshake
 from annotate.mturk.models import Hit, HitAssignment
+from annotate.stimuli.imaging import canonical_png
 from tests.annotate.factories import make_model_row, make_set, make_study, work
 
 pytestmark = pytest.mark.django_db
@@ -103,13 +104,15 @@ def test_accept_leases_one_assignment_and_reload_or_reaccept_give_it_back(client
     again = entry(client, study, params(study))
     assert again.status_code == 302 and token_of(again) == token_of(first)
     assert token_of(accept(client, study)) == token_of(first)
-    # Returned, then accepted the same HIT again: a new assignment id, the same lease.
-    back = accept(client, study, assignment="A1-again")
-    assert token_of(back) == token_of(first)
+    # Another assignment id with the same worker id is another client: a worker id is not a
+    # secret, so it never reaches the lease (MTurk gives a re-accept the same assignment id).
+    other = accept(client, study, assignment="A1-forged")
+    assert other.status_code == 409 and token_of(first) not in other.content.decode()
+    assert "started this task" in other.content.decode()
     assert Lease.objects.count() == 1
     lease.refresh_from_db()
-    assert lease.provider_ref == "A1-again"
-    assert HitAssignment.objects.filter(lease=lease).count() == 2
+    assert lease.provider_ref == "A1"
+    assert HitAssignment.objects.filter(lease=lease).count() == 1
 
 
 def test_a_second_hit_of_the_study_is_refused(client):
@@ -234,4 +237,4 @@ def test_the_preview_example_is_a_spare_attention_digit(client):
     ]
     assert spare, "the fixture's attention set has a digit no assignment uses"
     with spare[0].image.open("rb") as handle:
-        assert base64.b64decode(shown) == handle.read()
+        assert base64.b64decode(shown) == canonical_png(handle.read())

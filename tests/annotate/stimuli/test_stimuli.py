@@ -395,8 +395,11 @@ def test_attention_sets_are_clean_confident_balanced_and_avoid_excluded_sources(
         model=tiny, name="checks", count=30, exclude_sources=exclude, seed=3,
         min_confidence=0.6, device="cpu",
     )  # fmt: skip
-    rows = list(s.stimuli.order_by("source_index"))
+    rows = list(s.stimuli.exclude(pk=s.example_id).order_by("source_index"))
     assert (s.kind, s.status, len(rows), s.parent) == ("attention", "done", 30, None)
+    example = s.example  # reserved for the instructions: one more clean, confident digit
+    assert example.set_id == s.pk and example.source_index not in exclude
+    assert example.shown_pred == example.original_label
     sources = [r.source_index for r in rows]
     assert not set(sources) & set(exclude)
     labels = [r.original_label for r in rows]
@@ -415,7 +418,7 @@ def test_attention_sets_are_clean_confident_balanced_and_avoid_excluded_sources(
         model=tiny, name="checks", count=30, exclude_sources=exclude, seed=3,
         min_confidence=0.6, device="cpu",
     )  # fmt: skip
-    assert same.pk == s.pk and same.stimuli.count() == 30
+    assert same.pk == s.pk and same.stimuli.count() == 31
     other = attention_set_generate(
         model=tiny, name="checks-2", count=30, exclude_sources=exclude, seed=4,
         min_confidence=0.6, device="cpu",
@@ -435,12 +438,13 @@ def test_attention_sets_fill_from_other_classes_when_one_runs_short(tiny):
         model=tiny, name="short", count=40, exclude_sources=zeros[2:], min_confidence=0.5,
         device="cpu",
     )  # fmt: skip
-    counts = np.bincount(list(s.stimuli.values_list("original_label", flat=True)), minlength=10)
+    pool = s.stimuli.exclude(pk=s.example_id).values_list("original_label", flat=True)
+    counts = np.bincount(list(pool), minlength=10)
     assert counts[0] == 2 and counts.sum() == 40 and counts[1:].max() - counts[1:].min() <= 1
 
 
 def test_attention_sets_say_when_there_are_too_few_candidates(tiny):
-    with pytest.raises(StimulusError, match=r"only \d+ test images .* 200 needed"):
+    with pytest.raises(StimulusError, match=r"only \d+ test images .* 201 needed"):
         attention_set_generate(
             model=tiny, name="many", count=200, exclude_sources=[], min_confidence=0.5,
             device="cpu",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotate.studies.design import ATTENTION, plan_study
+from annotate.studies.design import ATTENTION, ATTENTION_CODE, plan_study
 
 
 def conditions(n_conditions: int, n: int, *, seed: int = 0) -> tuple[list, list]:
@@ -167,13 +167,14 @@ def test_attention_checks_are_distinct_spread_over_the_pool_and_shuffled_in():
         attention_pool=pool,
         seed=2,
     )
-    checks = plan.condition < 0
+    checks = plan.condition == ATTENTION_CODE
+    drawn = plan.condition < 0  # checks and fillers come from the one pool
     per_assignment = np.bincount(plan.assignment[checks], minlength=plan.n_assignments)
     assert (per_assignment == 3).all()
-    assert np.isin(plan.source[checks], pool).all()
-    key = plan.assignment[checks] * 10_000 + plan.source[checks]
+    assert np.isin(plan.source[drawn], pool).all()
+    key = plan.assignment[drawn] * 10_000 + plan.source[drawn]
     assert len(np.unique(key)) == len(key)
-    uses = np.bincount(plan.source[checks] - pool[0], minlength=len(pool))
+    uses = np.bincount(plan.source[drawn] - pool[0], minlength=len(pool))
     assert uses.max() - uses.min() <= 1
     # Positions are a permutation of 0 … n−1 in every assignment, rows sorted by them.
     for view in plan.assignments:

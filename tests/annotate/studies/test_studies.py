@@ -143,13 +143,13 @@ def test_default_instructions_are_neutral(sets):
 
 
 def test_limit_and_custom_texts(sets):
-    study = create(sets, limit=16, instructions="Label them.", title="Digits")
+    study = create(sets, limit=20, instructions="Label them.", title="Digits")
     assert study.assignments.count() == 2
     assert (study.instructions, study.title) == ("Label them.", "Digits")
     sources = Item.objects.filter(assignment__study=study).values_list(
         "stimulus__source_index", flat=True
     )
-    assert sorted(sources) == list(range(16))
+    assert sorted(sources) == list(range(20))
 
 
 def test_sources_missing_from_a_condition_are_dropped_and_reported(sets):

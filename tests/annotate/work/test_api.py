@@ -21,10 +21,11 @@ def client():
     return Client(enforce_csrf_checks=True)  # as in a third-party frame: no CSRF cookie
 
 
-def lease_for(client, study, worker="w"):
+def lease_for(client, study, worker="w", attempt=None):
+    data = {"worker_id": worker} if attempt is None else {"worker_id": worker, "attempt": attempt}
     r = client.post(
         f"/api/work/studies/{study.key}/lease",
-        data=json.dumps({"worker_id": worker}),
+        data=json.dumps(data),
         content_type="application/json",
     )
     assert r.status_code == 201, r.content
@@ -297,13 +298,13 @@ def test_form_bodies_are_refused_as_unsupported(client, world):
 
 def test_the_same_worker_entering_again_resumes_the_same_lease(client):
     study = make_study(n_assignments=3)
-    first, payload = lease_for(client, study, "panel-7")
+    first, payload = lease_for(client, study, "panel-7", attempt="client-a")
     client.put(
         f"/api/work/{first}/answers",
         body({"answers": all_answers(payload)[:2]}),
         content_type="application/json",
     )
-    again, resumed = lease_for(client, study, "panel-7")
+    again, resumed = lease_for(client, study, "panel-7", attempt="client-a")
     assert again == first and Lease.objects.count() == 1
     assert resumed["answered"] == 2 and resumed["items"] == payload["items"]
     other, _ = lease_for(client, study, "panel-8")

@@ -15,6 +15,7 @@ from django.utils import timezone
 from annotate import errors
 from annotate.errors import AlreadySubmitted, ImageUnavailable
 from annotate.models import Answer, Assignment, Event, Lease, Worker
+from annotate.stimuli.imaging import canonical_png
 from annotate.work import leases
 from annotate.work.answers import answers_save, lease_submit
 from annotate.work.leases import (
@@ -53,8 +54,8 @@ def path(request):
 
 def test_lease_resume_limit_and_full(path):
     study = make_study(n_assignments=3, assignments_per_worker=2)
-    a = lease_acquire(study=study, worker_id="alice", skip_locked=path)
-    assert lease_acquire(study=study, worker_id="alice", skip_locked=path) == a
+    a = lease_acquire(study=study, worker_id="alice", attempt="tab-1", skip_locked=path)
+    assert lease_acquire(study=study, worker_id="alice", attempt="tab-1", skip_locked=path) == a
     lease_submit(lease=a, answers=answers_for(a))
     b = lease_acquire(study=study, worker_id="alice", skip_locked=path)
     assert b.assignment != a.assignment and b.slot != a.slot
@@ -248,7 +249,7 @@ def test_payload_carries_the_stored_pixels_inline_and_a_missing_file_is_a_clear_
     prefix = "data:image/png;base64,"
     assert image.startswith(prefix)
     with first.stimulus.image.open("rb") as fh:
-        assert base64.b64decode(image[len(prefix) :]) == fh.read()
+        assert base64.b64decode(image[len(prefix) :]) == canonical_png(fh.read())
     first.stimulus.image.storage.delete(first.stimulus.image.name)
     with pytest.raises(ImageUnavailable):
         lease_serve(lease)
@@ -287,8 +288,8 @@ def test_lease_from_token_reads_without_writing_and_returns_submitted_leases():
 
 def test_a_lease_is_resumed_without_a_new_event_and_each_step_is_logged():
     study = make_study(n_assignments=2)
-    lease = lease_acquire(study=study, worker_id="w")
-    assert lease_acquire(study=study, worker_id="w") == lease
+    lease = lease_acquire(study=study, worker_id="w", attempt="a1")
+    assert lease_acquire(study=study, worker_id="w", attempt="a1") == lease
     lease_serve(lease)
     answers_save(lease=lease, answers=answers_for(lease)[:2])
     lease_submit(lease=lease, answers=answers_for(lease))
@@ -325,14 +326,14 @@ def test_a_worker_racing_itself_on_the_fallback_gets_its_one_active_lease(monkey
     worker = Worker.objects.create(external_id="w")
     now = timezone.now()
 
-    def twin(ids):  # the same person's other request wins with the first candidate
+    def twin(ids):  # the same client's other request (a double click) wins the first candidate
         return Lease.objects.create(
             study=study, assignment_id=ids[0], worker=worker, slot=0, leased=now,
-            expires=now + dt.timedelta(hours=1),
+            expires=now + dt.timedelta(hours=1), attempt="page-1",
         )  # fmt: skip
 
     race_in(monkeypatch, insert=twin)
-    lease = lease_acquire(study=study, worker_id="w", skip_locked=False)
+    lease = lease_acquire(study=study, worker_id="w", attempt="page-1", skip_locked=False)
     assert Lease.objects.filter(study=study).count() == 1
     assert lease == Lease.objects.get()
 

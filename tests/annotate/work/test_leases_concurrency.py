@@ -70,7 +70,11 @@ def test_one_worker_racing_itself_never_exceeds_the_limit(skip_locked):
     study = Study.objects.get(pk=study.pk)
     results = run_at_once(
         10,
-        lambda i: lease_acquire(study=study, worker_id="same-person", skip_locked=skip_locked).pk,
+        lambda i: (
+            lease_acquire(
+                study=study, worker_id="same-person", attempt="one-tab", skip_locked=skip_locked
+            ).pk
+        ),
     )
     assert not [r for r in results if isinstance(r, Exception)], results
     assert len(set(results)) == 1  # every request got the one active lease back
@@ -94,7 +98,8 @@ def test_concurrent_submits_of_one_lease_store_one_answer_set():
 
 @pytest.mark.parametrize("skip_locked", [True, False], ids=["skip-locked", "fallback"])
 def test_workers_each_racing_themselves_stay_within_the_limit(skip_locked):
-    # 16 people, 3 tabs each, all leasing and submitting in a loop; each may do 2 assignments.
+    # 16 people, 3 tabs each (one browser: the same attempt), all leasing and submitting in a
+    # loop; each may do 2 assignments.
     study = make_study([make_set(300)], n_assignments=60, size=5, assignments_per_worker=2)
     study = Study.objects.get(pk=study.pk)
 
@@ -102,7 +107,9 @@ def test_workers_each_racing_themselves_stay_within_the_limit(skip_locked):
         worker_id = f"person-{i // 3}"
         while True:
             try:
-                lease = lease_acquire(study=study, worker_id=worker_id, skip_locked=skip_locked)
+                lease = lease_acquire(
+                    study=study, worker_id=worker_id, attempt=worker_id, skip_locked=skip_locked
+                )
             except errors.AlreadyParticipated:
                 return "done"
             items = lease.assignment.items.values_list("key", flat=True)

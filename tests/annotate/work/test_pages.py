@@ -169,11 +169,13 @@ def test_start_leases_and_redirects_to_the_work_page(client, study):
     assert_no_inline_code(html)
 
 
-def test_reentry_returns_the_same_lease(client, study):
-    first = start(client, study, worker_id="w-1")
-    again = start(client, study, worker_id="w-1")
+def test_the_same_page_starting_twice_gets_the_same_lease(client, study):
+    """A double click: the entry page's nonce is the browser's proof, the id is not."""
+    first = start(client, study, worker_id="w-1", attempt="N" * 22)
+    again = start(client, study, worker_id="w-1", attempt="N" * 22)
 
     assert first.status_code == again.status_code == 302
+    assert again["Location"] == first["Location"]
     assert Lease.objects.count() == 1
     assert client.get(again["Location"]).status_code == 200
 
