@@ -84,10 +84,11 @@ $(LOADTEST_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS),loadtest]'
 	touch $(LOADTEST_STAMP)
 
-# 100 simulated workers against gunicorn on PostgreSQL (LOADTEST_DATABASE_URL, default the
-# local server's scratch database blindspot_loadtest); results in bench/results/loadtest.json.
+# The thesis's study as Prolific fills it: 400 participants arriving within 60 s against
+# gunicorn on PostgreSQL (LOADTEST_DATABASE_URL, default the local server's scratch database
+# blindspot_loadtest), throttling on; results in bench/results/loadtest.json.
 loadtest: $(LOADTEST_STAMP)
-	$(PY) -m bench.loadtest.run --users 100 --out bench/results/loadtest.json
+	$(PY) -m bench.loadtest.run --users 400 --arrive-within 60 --out bench/results/loadtest.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .import_linter_cache

@@ -1,7 +1,10 @@
-"""Locust scenario: each simulated worker does the whole flow once, as a browser would.
+"""Locust scenario: each simulated participant does the whole flow once, as a browser would.
 
-entry page → consent → labeling page → items (with their pixels) → autosaves → submit → done
-page; the page's static files (script, style) too, as a browser fetches them once.
+Arriving from a panel's link (``?PROLIFIC_PID=…``): entry page → consent (with the page's
+attempt nonce) → labeling page → items (with their pixels) → autosaves → submit → done page;
+the page's static files (script, style) too, as a browser fetches them once. Each participant
+comes from an address of its own (``X-Forwarded-For``, read behind one trusted proxy), so the
+server's per-client throttles see 400 clients, as in a real study.
 Run by ``bench/loadtest/run.py`` (``make loadtest``); settings come from the environment:
 LOADTEST_STUDY_KEY, LOADTEST_USERS, LOADTEST_OUT (JSON path), LOADTEST_LEDGER (submitted leases).
 """
@@ -43,9 +46,10 @@ class Worker(FastHttpUser):
     def whole_flow(self) -> None:
         n = next(_counter)
         worker_id = f"loadtest-{os.getpid()}-{n}"
+        address = f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
         outcome = {"worker_id": worker_id, "submitted": False}
         try:
-            self._flow(worker_id, outcome)
+            self._flow(worker_id, {"X-Forwarded-For": address}, outcome)
         finally:
             with _lock:
                 _finished.append(outcome)
@@ -53,25 +57,29 @@ class Worker(FastHttpUser):
                     gevent.spawn_later(0.5, self.environment.runner.quit)
         gevent.sleep(10**6)  # done: idle (a stopped user would be replaced by a new one)
 
-    def _flow(self, worker_id: str, outcome: dict) -> None:
+    def _flow(self, worker_id: str, headers: dict[str, str], outcome: dict) -> None:
         c = self.client
-        c.get(f"/s/{STUDY_KEY}/?worker_id={worker_id}", name="1 entry page")
+        entry = c.get(
+            f"/s/{STUDY_KEY}/?PROLIFIC_PID={worker_id}", name="1 entry page", headers=headers
+        )
+        nonce = re.search(r'name="attempt" value="([^"]+)"', entry.text or "")
         gevent.sleep(random.uniform(2.0, 5.0))  # reading the instructions
         r = c.post(
             f"/s/{STUDY_KEY}/start",
-            data={"consent": "yes", "worker_id": worker_id},
+            data={"consent": "yes", "worker_id": worker_id, "attempt": nonce[1] if nonce else ""},
             allow_redirects=False,
             name="2 start (lease)",
+            headers=headers,
         )
         match = re.search(r"/w/([^/]+)/", r.headers.get("Location", ""))
         if r.status_code != 302 or not match:
             return
         token = match.group(1)
         outcome["token"] = token
-        c.get(f"/w/{token}/", name="3 labeling page")
-        c.get("/static/annotate/work.js", name="3 static files")
-        c.get("/static/annotate/work.css", name="3 static files")
-        payload = c.get(f"/api/work/{token}", name="4 items").json()
+        c.get(f"/w/{token}/", name="3 labeling page", headers=headers)
+        c.get("/static/annotate/work.js", name="3 static files", headers=headers)
+        c.get("/static/annotate/work.css", name="3 static files", headers=headers)
+        payload = c.get(f"/api/work/{token}", name="4 items", headers=headers).json()
         items = payload["items"]  # the 25 images come inline, as data: URIs
         answers = [
             {
@@ -88,11 +96,14 @@ class Worker(FastHttpUser):
                 f"/api/work/{token}/answers",
                 json={"answers": answers[i : i + step]},
                 name="5 autosave",
+                headers=headers,
             )
-        r = c.post(f"/api/work/{token}/submit", json={"answers": answers}, name="6 submit")
+        r = c.post(
+            f"/api/work/{token}/submit", json={"answers": answers}, name="6 submit", headers=headers
+        )
         if r.status_code == 200:
             outcome.update(submitted=True, code=r.json()["completion_code"], answers=answers)
-            c.get(f"/w/{token}/done", name="7 done page")
+            c.get(f"/w/{token}/done", name="7 done page", headers=headers)
 
 
 @events.quitting.add_listener

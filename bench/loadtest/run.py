@@ -1,9 +1,11 @@
 """``make loadtest``: the worker flow under gunicorn on PostgreSQL, driven by locust.
 
 Creates a scratch database, builds an open study with synthetic stimuli, serves it with
-gunicorn (DEBUG off), lets N simulated workers each do one whole assignment, then checks in the
-database that every acknowledged answer was stored. Writes per-step p50/p95/p99 and error
-counts, the verdict and the machine to ``bench/results/loadtest.json``.
+gunicorn (DEBUG off, throttling on with its default rates, counted in Redis when one answers at
+``LOADTEST_REDIS_URL``), lets N simulated participants arrive within a window (default: the
+thesis's 400 within 60 s, as Prolific fills a study) and each do one whole assignment, then
+checks in the database that every acknowledged answer was stored. Writes per-step
+p50/p95/p99 and error counts, the verdict and the machine to ``bench/results/loadtest.json``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,31 @@ def recreate_database(url: str) -> None:
     conn.close()
 
 
+def redis_answers(url: str) -> bool:
+    """Whether a Redis server answers at ``url``; its database is flushed for a clean count."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=2)
+        client.flushdb()
+        return True
+    except Exception:  # no package, no server: throttle counters stay per process
+        return False
+
+
+def settings_rates(env: dict[str, str]) -> dict[str, str]:
+    """The throttle rates the server runs with, as its settings read them from ``env``."""
+    code = (
+        "import json; from django.conf import settings; "
+        "print(json.dumps(settings.BLINDSPOT_THROTTLE_RATES))"
+    )
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "shell", "-c", code],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def wait_for(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,8 +99,10 @@ def warm_up(port: int, key: str, requests: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--spawn-rate", type=float, default=10.0, help="workers started per s")
+    parser.add_argument("--users", type=int, default=400)
+    parser.add_argument(
+        "--arrive-within", type=float, default=60.0, help="seconds in which all users arrive"
+    )
     parser.add_argument("--gunicorn-workers", type=int, default=4)
     parser.add_argument("--run-time", default="300s", help="safety limit for locust")
     parser.add_argument(
@@ -82,8 +111,15 @@ def main() -> None:
             "LOADTEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/blindspot_loadtest"
         ),
     )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("LOADTEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        help="the cache for throttle counters (flushed first; '' for per-process memory)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/loadtest.json")
     args = parser.parse_args()
+    spawn_rate = args.users / args.arrive_within
+    redis_url = args.redis_url if args.redis_url and redis_answers(args.redis_url) else ""
 
     work = Path(tempfile.mkdtemp(prefix="blindspot-loadtest-"))
     env = {
@@ -94,6 +130,8 @@ def main() -> None:
         "SECRET_KEY": "loadtest-" + os.urandom(16).hex(),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "BLINDSPOT_VAR_DIR": str(work / "var"),
+        "BLINDSPOT_NUM_PROXIES": "1",  # locust plays the proxy: X-Forwarded-For names a client
+        "REDIS_URL": redis_url,
         "LOG_LEVEL": "ERROR",
     }
     recreate_database(args.database_url)
@@ -123,7 +161,7 @@ def main() -> None:
         subprocess.run(
             [
                 str(BIN / "locust"), "-f", str(HERE / "locustfile.py"), "--headless",
-                "--users", str(args.users), "--spawn-rate", str(args.spawn_rate),
+                "--users", str(args.users), "--spawn-rate", str(spawn_rate),
                 "--run-time", args.run_time, "--host", f"http://127.0.0.1:{port}",
                 "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
             ],
@@ -147,12 +185,19 @@ def main() -> None:
         "benchmark": "worker flow under load (make loadtest)",
         "setup": {
             "users": args.users,
-            "spawn_rate_per_s": args.spawn_rate,
+            "arrive_within_s": args.arrive_within,
+            "spawn_rate_per_s": round(spawn_rate, 2),
+            "throttling": {
+                "rates": settings_rates(env),
+                "client": "X-Forwarded-For behind one trusted proxy (one address per user)",
+                "counters": "Redis" if redis_url else "each gunicorn process's memory",
+            },
             "server": f"gunicorn --preload, {args.gunicorn_workers} sync workers, DEBUG=0, "
             "warmed up with a few requests first",
             "database": "PostgreSQL",
-            "flow": "entry, start (lease), page + its script and style, items with 25 inline "
-            "images, 5 autosaves, submit, done",
+            "flow": "entry from a panel link (PROLIFIC_PID), start (lease, with the page's "
+            "attempt nonce), page + its script and style, items with 25 inline images, "
+            "5 autosaves, submit, done",
             "pace": "2-5 s on the instructions, autosaves 2-4 s apart (about 20 s a worker)",
             "seconds": round(elapsed, 1),
         },
