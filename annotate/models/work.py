@@ -67,6 +67,12 @@ class Lease(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     leased = models.DateTimeField()
     expires = models.DateTimeField()
+    deadline = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="the recruiting site's own time limit for this attempt (MTurk's assignment "
+        "duration, Prolific's maximum time): saves never extend the lease past it",
+    )
     submitted = models.DateTimeField(null=True, blank=True)
     completion_code = models.CharField(max_length=16, default=completion_code, editable=False)
     provider_ref = models.CharField(

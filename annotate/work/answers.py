@@ -17,7 +17,7 @@ from django.utils import timezone
 from annotate import errors
 from annotate.labels import LABELS
 from annotate.models import Answer, Event, Item, Lease
-from annotate.work.leases import lease_ensure_current
+from annotate.work.leases import lease_ensure_current, lease_expiry
 
 MAX_RESPONSE_MS = 3_600_000
 SUBMITTED_ALREADY = "This task was already submitted; its answers can no longer change."
@@ -98,7 +98,8 @@ def _write(lease: Lease, rows: Sequence[tuple[Item, str | None, int | None]]) ->
 def answers_save(*, lease: Lease, answers: Any, now: dt.datetime | None = None) -> int:
     """Autosave some answers (all validated first); keeps an active lease alive. Answered count.
 
-    Each save moves the expiry to ``lease_seconds`` from now, so only abandoned leases expire.
+    Each save moves the expiry to ``lease_seconds`` from now, so only abandoned leases expire,
+    but never past the recruiting site's deadline for the attempt.
     """
     now = now or timezone.now()
     lease_ensure_current(lease, now)
@@ -108,7 +109,7 @@ def answers_save(*, lease: Lease, answers: Any, now: dt.datetime | None = None) 
     with transaction.atomic():
         lease = _live(lease)
         _write(lease, rows)
-        expires = now + dt.timedelta(seconds=lease.study.lease_seconds)
+        expires = lease_expiry(lease.study, now, lease.deadline)
         Lease.objects.filter(pk=lease.pk).update(expires=max(expires, lease.expires))
         answered = lease.answers.count()
         Event.objects.record(Event.Kind.SAVED, study=lease.study, lease=lease, count=len(rows))

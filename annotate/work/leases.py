@@ -110,6 +110,33 @@ def _candidates(study: Study, worker: Worker):
     return free.order_by("replicate", "index")
 
 
+def lease_expiry(study: Study, now: dt.datetime, deadline: dt.datetime | None) -> dt.datetime:
+    """When a lease taken or saved at ``now`` expires: ``lease_seconds`` on, never past the
+    recruiting site's ``deadline`` (its clock runs from accept and no save of ours moves it)."""
+    expires = now + dt.timedelta(seconds=study.lease_seconds)
+    return min(expires, deadline) if deadline is not None else expires
+
+
+def lease_release(lease: Lease, *, reason: str, now: dt.datetime | None = None) -> bool:
+    """Free an active lease's assignment at once (the worker returned it or the site timed it
+    out); True if this call did it. Submitted work is never released."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        done = Lease.objects.filter(pk=lease.pk, status=Lease.Status.ACTIVE).update(
+            status=Lease.Status.EXPIRED, expires=now
+        )
+        if done:
+            lease.status, lease.expires = Lease.Status.EXPIRED, now
+            Event.objects.record(
+                Event.Kind.EXPIRED,
+                study=lease.study,
+                lease=lease,
+                assignment=lease.assignment.index,
+                reason=reason,
+            )
+    return bool(done)
+
+
 def use_skip_locked() -> bool:
     """Whether this database can skip rows locked by concurrent lessees (PostgreSQL)."""
     return connection.features.has_select_for_update_skip_locked
@@ -122,6 +149,7 @@ def lease_acquire(
     attempt: str = "",
     provider_ref: str = "",
     source: str = Worker.Source.PANEL,
+    deadline: dt.datetime | None = None,
     now: dt.datetime | None = None,
     skip_locked: bool | None = None,
 ) -> Lease:
@@ -132,7 +160,8 @@ def lease_acquire(
     and only the same ``attempt`` gets an active lease back. A bare worker id never does — a
     panel id is an identifier, not a secret — so a second client is refused with
     :class:`~annotate.errors.LeaseHeldElsewhere`, which says how to continue.
-    ``provider_ref`` is the site's attempt id kept for reconciliation. ``skip_locked`` forces a
+    ``provider_ref`` is the site's attempt id kept for reconciliation; ``deadline`` the site's
+    own time limit for the attempt, which the lease never outlives. ``skip_locked`` forces a
     path (None: SKIP LOCKED where the database has it); tests force the constraint-only
     fallback on PostgreSQL too.
     """
@@ -165,7 +194,8 @@ def lease_acquire(
             worker=worker,
             slot=slot,
             leased=now,
-            expires=now + dt.timedelta(seconds=study.lease_seconds),
+            expires=lease_expiry(study, now, deadline),
+            deadline=deadline,
             provider_ref=provider_ref,
             attempt=attempt,
         )

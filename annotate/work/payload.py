@@ -47,6 +47,8 @@ def lease_serve(lease: Lease) -> dict[str, Any]:
         "total": len(items),
         "answered": len(answers),
         "expires": lease.expires.isoformat(),
+        # The recruiting site's hard limit (the page warns before it); None where there is none.
+        "deadline": lease.deadline.isoformat() if lease.deadline else None,
         "status": lease.status,
         "completion_code": lease.completion_code
         if lease.status == Lease.Status.SUBMITTED

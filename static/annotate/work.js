@@ -436,7 +436,38 @@
       });
     }
 
+    /* The recruiting site's own time limit (MTurk, Prolific): warn WARN_MS before it, and say
+       so when it has passed, since no save of ours can extend it. */
+    var WARN_MS = 3 * 60 * 1000;
+    function watchDeadline(deadline) {
+      var end = Date.parse(deadline || "");
+      if (isNaN(end)) return;
+      var deadlineNote = document.getElementById("deadline");
+      function at(ms) {
+        var d = new Date(ms);
+        return ("0" + d.getHours()).slice(-2) + ":" + ("0" + d.getMinutes()).slice(-2);
+      }
+      function tick() {
+        var left = end - Date.now();
+        if (left <= 0) {
+          deadlineNote.textContent =
+            "The time limit for this task has passed; your answers can no longer be submitted.";
+          deadlineNote.hidden = false;
+          return;
+        }
+        if (left <= WARN_MS) {
+          deadlineNote.textContent =
+            "Please submit soon: the time limit for this task ends at " + at(end) +
+            " (about " + Math.max(1, Math.round(left / 60000)) + " min left).";
+          deadlineNote.hidden = false;
+        }
+        window.setTimeout(tick, Math.min(30000, Math.max(1000, left - WARN_MS)));
+      }
+      tick();
+    }
+
     function start(data) {
+      watchDeadline(data.deadline);
       if (data.status === "submitted") {
         window.location.replace(doneUrl);
         return;

@@ -48,8 +48,10 @@ def test_whole_flow_with_autosave_reload_and_submit(client):
     study = make_study(n_assignments=2, size=5)
     token, payload = lease_for(client, study)
     assert set(payload) == {
-        "items", "answers", "total", "answered", "expires", "status", "completion_code"
+        "items", "answers", "total", "answered", "expires", "deadline", "status",
+        "completion_code",
     }  # fmt: skip
+    assert payload["deadline"] is None  # the study link sets no time limit of its own
     assert payload["total"] == 5 and payload["answered"] == 0
     png = base64.b64decode(payload["items"][0]["image"].removeprefix("data:image/png;base64,"))
     assert png.startswith(b"\x89PNG")

@@ -61,7 +61,10 @@ FORBIDDEN = [
 # ... and words that may only be part of longer words (base64 tokens contain anything short).
 FORBIDDEN_WORDS = ["clean", "gold", "truth", "model"]
 
-PAYLOAD_KEYS = {"items", "answers", "total", "answered", "expires", "status", "completion_code"}
+# ``deadline`` is the recruiting site's time limit: the same for every assignment of a study.
+PAYLOAD_KEYS = {
+    "items", "answers", "total", "answered", "expires", "deadline", "status", "completion_code"
+}  # fmt: skip
 ITEM_KEYS = {"key", "position", "image"}
 ANSWER_KEYS = {"label", "ms"}
 # PNG chunks that carry pixels only; text, time and EXIF chunks are refused.
