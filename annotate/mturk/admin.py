@@ -8,8 +8,17 @@ from annotate.mturk.models import Hit, HitAssignment, MTurkCall, MTurkQualificat
 
 @admin.register(Hit)
 class HitAdmin(ReadOnlyAdmin):
-    list_display = ["hit_id", "study", "sandbox", "index", "max_assignments", "reward", "status"]
-    list_filter = ["sandbox", "status", "study"]
+    list_display = [
+        "hit_id",
+        "study",
+        "sandbox",
+        "index",
+        "state",
+        "max_assignments",
+        "reward",
+        "status",
+    ]
+    list_filter = ["sandbox", "state", "status", "study"]
     search_fields = ["hit_id", "hit_type_id", "request_token"]
 
 

@@ -45,6 +45,12 @@ MAX_ATTEMPTS = 4  # one call plus three retries
 BASE_DELAY_S = 0.5  # backoff: uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**retry))
 MAX_DELAY_S = 8.0
 QUESTION_CHARS = 160  # how much of a Question XML the audit keeps
+CLOSED_ON = dt.date(2026, 9, 30)  # "Amazon Mechanical Turk will permanently close on …"
+CLOSURE_NOTICE = (
+    "Amazon Mechanical Turk closed on 2026-09-30: recruit on Prolific instead "
+    "(manage.py prolific publish; see docs/prolific.md). The MTurk sandbox and a local endpoint "
+    "keep working for protocol tests."
+)
 
 _clients: dict[tuple[str | None, bool], BaseClient] = {}
 _clients_lock = threading.Lock()
@@ -80,6 +86,11 @@ def is_local_endpoint() -> bool:
     """Whether the endpoint is on this machine (the fake endpoint): no real MTurk involved."""
     host = urlsplit(endpoint_url()).hostname or ""
     return host in {"127.0.0.1", "localhost", "::1"}
+
+
+def is_live_endpoint() -> bool:
+    """Whether calls go to Amazon's live requester endpoint, which closed on 2026-09-30."""
+    return urlsplit(endpoint_url()).hostname == urlsplit(LIVE_ENDPOINT).hostname
 
 
 def worker_site(sandbox: bool | None = None) -> str:
@@ -167,27 +178,16 @@ def pages(
     sleep: Callable[[float], None] | None = None,
     **params: Any,
 ) -> Iterator[dict[str, Any]]:
-    """The pages of a paginated operation (``client.get_paginator``), each one a ``call``.
+    """The pages of a paginated operation, each one a ``call`` with ``MaxResults`` and MTurk's
+    own ``NextToken`` (passed as MTurk wrote it: botocore's paginator would try to decode it).
 
     A page that fails after its retries raises :class:`MTurkError`; a retried page resumes
     from the last ``NextToken``, so no page is read twice.
     """
-    paginator = client.get_paginator(operation)
     token: str | None = None
     while True:
-        config: dict[str, Any] = {"PageSize": page_size}
-        if token:
-            config["StartingToken"] = token
-
-        def fetch(config: dict[str, Any] = config) -> dict[str, Any]:
-            return next(iter(paginator.paginate(**params, PaginationConfig=config)))
-
-        audit_params = {
-            **params,
-            "MaxResults": page_size,
-            **({"NextToken": token} if token else {}),
-        }
-        page = _invoke(operation, fetch, params=audit_params, study=study, sleep=sleep)
+        page_params = {**params, "MaxResults": page_size, **({"NextToken": token} if token else {})}
+        page = call(client, operation, study=study, sleep=sleep, **page_params)
         yield page
         token = page.get("NextToken")
         if not token:

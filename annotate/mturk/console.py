@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from annotate.models import Study
 from annotate.mturk import fees, hits, payments
-from annotate.mturk.client import MTurkError, is_sandbox, mode_label, preview_url
+from annotate.mturk.client import CLOSURE_NOTICE, MTurkError, is_sandbox, mode_label, preview_url
 from annotate.mturk.models import HitAssignment, MTurkCall
 from annotate.mturk.publish import PublishError, study_capacity
 from annotate.mturk.reconcile import study_problems, study_sync
@@ -64,6 +64,7 @@ def study_mturk(request: HttpRequest, name: str) -> HttpResponse:
         "spend": {k: fees.money(v) if not isinstance(v, int) else v for k, v in spend.items()},
         "calls": MTurkCall.objects.filter(study=study).order_by("-at", "-id")[:AUDIT_ROWS],
         "options": study.provider_options or {},
+        "closure": CLOSURE_NOTICE,
     }
     return render(request, "mturk/console.html", context)
 

@@ -5,11 +5,13 @@ An accepted assignment is keyed on (assignment id, worker id), since MTurk reuse
 after a return; the key binds one Blindspot lease, so a reload, or a return and re-accept of the
 same HIT, gives the same 25 images. A second HIT of the same study is refused while the first
 is live, and with ``exclude_previous_workers`` anyone who submitted work in another study is
-refused too (our own check: MTurk's qualification grant is not instant).
+refused too (our own check: MTurk's qualification grant is not instant). The lease never
+outlives MTurk's clock: its deadline is the accept time plus the HIT's assignment duration.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -20,9 +22,9 @@ from django.utils import timezone
 
 from annotate import errors
 from annotate.models import LIVE, Lease, Study
-from annotate.mturk.client import endpoint_url, is_local_endpoint
+from annotate.mturk.client import MTurkError, call, endpoint_url, get_client, is_local_endpoint
 from annotate.mturk.models import Hit, HitAssignment
-from annotate.mturk.publish import PROVIDER
+from annotate.mturk.publish import PROVIDER, record_hit
 from annotate.work.leases import lease_acquire
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,10 @@ SUBMIT_HOSTS = frozenset({SANDBOX_SUBMIT, LIVE_SUBMIT, "https://worker.mturk.com
 class UnknownHit(errors.WorkError):
     code, status = "unknown_hit", 404
     message = "This task does not belong to this study. Please return it."
+
+
+class MTurkTimeUp(errors.LeaseExpired):
+    message = "Your time for this task on Mechanical Turk has run out. Please return it; thank you!"
 
 
 class OtherHitActive(errors.AlreadyParticipated):
@@ -117,7 +123,9 @@ def accept_lease(*, study: Study, accept: Accept) -> Lease:
     """
     if not accept.complete:
         raise errors.InvalidSubmission("Please accept the task on MTurk first.")
-    hit = Hit.objects.filter(study=study, hit_id=accept.hit_id).first()
+    hit = Hit.objects.filter(study=study, hit_id=accept.hit_id).first() or _adopt_pending(
+        study, accept.hit_id
+    )
     if hit is None:
         raise UnknownHit()
     if (lease := bound_lease(study, accept)) is not None:
@@ -132,28 +140,59 @@ def accept_lease(*, study: Study, accept: Accept) -> Lease:
         and _previous_work(study, accept.worker_id).exists()
     ):
         raise PreviousParticipant()
+    now = timezone.now()
+    accepted = accepted_at(accept, now=now)
+    deadline = accepted + dt.timedelta(seconds=hit.duration_seconds)
+    if deadline <= now:
+        raise MTurkTimeUp()
     lease = lease_acquire(
         study=study,
         worker_id=accept.worker_id,
         attempt=accept.assignment_id,
         provider_ref=accept.assignment_id,
         source=PROVIDER,
+        deadline=deadline,
+        now=now,
     )
-    _bind(hit, accept, lease)
+    _bind(hit, accept, lease, accepted=accepted)
     return lease
 
 
-def _bind(hit: Hit, accept: Accept, lease: Lease) -> None:
+def _adopt_pending(study: Study, hit_id: str) -> Hit | None:
+    """The study's pending HIT that MTurk created although we never heard its answer (a worker
+    found it first): asked of MTurk (``GetHIT``), matched by annotation and recorded; or None."""
+    pending = {h.annotation: h for h in Hit.objects.filter(study=study).pending()}
+    if not pending:
+        return None
+    try:
+        info = call(get_client(interactive=True), "get_hit", study=study, HITId=hit_id)["HIT"]
+    except MTurkError:
+        return None
+    row = pending.get(info.get("RequesterAnnotation") or "")
+    if row is not None:
+        record_hit(row, info)
+    return row
+
+
+def accepted_at(accept: Accept, *, now: dt.datetime) -> dt.datetime:
+    """When the worker accepted on MTurk, as far as we know: the assignment's ``accepted`` time
+    (MTurk's AcceptTime once synced), else now — MTurk's clock started no later than that."""
+    row = HitAssignment.objects.filter(
+        assignment_id=accept.assignment_id, worker_id=accept.worker_id
+    ).first()
+    return row.accepted if row is not None and row.accepted is not None else now
+
+
+def _bind(hit: Hit, accept: Accept, lease: Lease, *, accepted: dt.datetime) -> None:
     """Record (assignment id, worker id) → lease; a re-accept moves the lease's MTurk reference."""
     host = submit_host(accept.turk_submit_to, sandbox=hit.sandbox)
-    defaults = {"hit": hit, "lease": lease, "turk_submit_to": host}
+    defaults = {"hit": hit, "lease": lease, "turk_submit_to": host, "accepted": accepted}
     try:
         with transaction.atomic():
             row, created = HitAssignment.objects.update_or_create(
                 assignment_id=accept.assignment_id,
                 worker_id=accept.worker_id,
                 defaults=defaults,
-                create_defaults={**defaults, "accepted": timezone.now()},
             )
     except IntegrityError:  # the same worker's other request bound it a moment ago
         row = HitAssignment.objects.get(

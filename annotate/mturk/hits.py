@@ -15,9 +15,10 @@ from annotate.models import Study
 from annotate.mturk import fees
 from annotate.mturk.client import MTurkError, call, get_client, is_sandbox, mode_label
 from annotate.mturk.models import Hit, HitAssignment
-from annotate.mturk.payments import ALREADY_DONE, Outcome, spend_line, study_spend
+from annotate.mturk.payments import Outcome, spend_line, study_spend
 from annotate.mturk.publish import study_capacity
 from annotate.mturk.reconcile import study_problems
+from annotate.mturk.tokens import token_already_used
 from robustness.errors import BlindspotError
 
 # UpdateExpirationForHIT: "If you update it to a time in the past, the HIT will be immediately
@@ -33,9 +34,10 @@ class HitError(BlindspotError):
 def study_hits(
     *, study: Study, sandbox: bool | None = None, hit_ids: list[str] | None = None
 ) -> QuerySet[Hit]:
-    """The study's HITs in this mode (optionally only the named ones), in publishing order."""
+    """The study's published HITs in this mode (optionally only the named ones), in publishing
+    order; intents still pending have no HIT id to act on and are left out."""
     sandbox = is_sandbox() if sandbox is None else sandbox
-    hits = Hit.objects.filter(study=study, sandbox=sandbox).order_by("index")
+    hits = Hit.objects.filter(study=study, sandbox=sandbox).published().order_by("index")
     if hit_ids:
         hits = hits.filter(hit_id__in=hit_ids)
         missing = set(hit_ids) - set(hits.values_list("hit_id", flat=True))
@@ -73,7 +75,7 @@ def hits_expire(*, study: Study, client: BaseClient | None = None) -> Outcome:
             continue
         hit.expiration = timezone.now()
         hit.save(update_fields=["expiration"])
-        outcome.done.append(hit.hit_id)
+        outcome.done.append(str(hit))
     return outcome
 
 
@@ -119,7 +121,7 @@ def extend_plan(
             or f"study {study.name} has no {mode_label(sandbox)} HITs: publish it first"
         )
     crossing = [
-        h.hit_id
+        str(h)
         for h in hits
         if h.max_assignments < fees.LARGE_HIT <= h.max_assignments + assignments
     ]
@@ -171,26 +173,32 @@ def extend(*, plan: ExtendPlan, client: BaseClient | None = None) -> Outcome:
         except MTurkError as exc:
             outcome.failed.append(f"{hit.hit_id}: {exc}")
             continue
-        outcome.done.append(hit.hit_id)
+        outcome.done.append(str(hit))
     return outcome
 
 
 def _add_assignments(client: BaseClient, hit: Hit, n: int, outcome: Outcome) -> None:
+    """Grow the HIT to ``max_assignments + n``: looked up first (``GetHIT``), so a retry after
+    a lost answer records the growth instead of adding again, whenever it runs."""
     target = hit.max_assignments + n
     token = f"bs-x-{hit.hit_id}-{target}"[:64]
-    try:
-        call(
-            client,
-            "create_additional_assignments_for_hit",
-            study=hit.study,
-            HITId=hit.hit_id,
-            NumberOfAdditionalAssignments=n,
-            UniqueRequestToken=token,
-        )
-    except MTurkError as exc:
-        if not ALREADY_DONE.search(f"{exc.code} {exc}"):
-            raise
+    info = call(client, "get_hit", study=hit.study, HITId=hit.hit_id)["HIT"]
+    if (info.get("MaxAssignments") or 0) >= target:
         outcome.notes.append(f"{hit.hit_id}: MTurk had added these already; recorded")
+    else:
+        try:
+            call(
+                client,
+                "create_additional_assignments_for_hit",
+                study=hit.study,
+                HITId=hit.hit_id,
+                NumberOfAdditionalAssignments=n,
+                UniqueRequestToken=token,
+            )
+        except MTurkError as exc:
+            if not token_already_used(exc):
+                raise
+            outcome.notes.append(f"{hit.hit_id}: MTurk had added these already; recorded")
     hit.max_assignments = target
     hit.save(update_fields=["max_assignments"])
 
@@ -221,6 +229,7 @@ def study_status(*, study: Study, client: BaseClient | None = None) -> dict[str,
         "balance": balance,
         "problems": study_problems(study=study, sandbox=sandbox),
         "note": other_mode_note(study=study, sandbox=sandbox),
+        "pending": Hit.objects.filter(study=study, sandbox=sandbox).pending().count(),
     }
 
 
@@ -236,6 +245,11 @@ def status_lines(status: dict[str, Any]) -> list[str]:
             f"${fees.money(h.reward)}, expires {expiry}"
         )
     out.append(f"{len(status['hits'])} HITs")
+    if status.get("pending"):
+        out.append(
+            f"{status['pending']} HIT(s) of an interrupted publish are pending: run `mturk "
+            "publish` again to look them up on MTurk (nothing is created twice)"
+        )
     out.append("assignments: " + ", ".join(f"{k} {v}" for k, v in status["by_state"].items()))
     out.append(spend_line(status["spend"]))
     b = status["balance"]

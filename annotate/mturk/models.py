@@ -7,6 +7,7 @@ so existing databases keep their data; ``annotate`` itself never reads them.
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 
 from annotate.models import Lease, Study
 
@@ -29,14 +30,37 @@ class MTurkQualification(models.Model):
         return f"{self.name} ({'sandbox' if self.sandbox else 'live'})"
 
 
+class HitQuerySet(models.QuerySet["Hit"]):
+    """Published HITs (MTurk answered with an id) apart from intents still waiting for one."""
+
+    def published(self) -> HitQuerySet:
+        return self.filter(state=Hit.State.PUBLISHED)
+
+    def pending(self) -> HitQuerySet:
+        return self.filter(state=Hit.State.PENDING)
+
+
 class Hit(models.Model):
-    """One HIT published for a study: ``max_assignments`` distinct workers, one HIT type."""
+    """One HIT of a study: ``max_assignments`` distinct workers, one HIT type.
+
+    The row is written as an intent (``pending``, no ``hit_id``) before MTurk is asked to create
+    the HIT, and becomes ``published`` when MTurk's answer (or a lookup by ``annotation``) gives
+    its id: a crash in between leaves a pending row that the next publish resolves.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "intent written, MTurk's answer not recorded"
+        PUBLISHED = "published", "published (MTurk's HIT id known)"
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="hits")
     sandbox = models.BooleanField()
     index = models.PositiveIntegerField(help_text="position in the study's batch")
     request_token = models.CharField(max_length=64, unique=True)
-    hit_id = models.CharField(max_length=64, unique=True)
+    annotation = models.CharField(
+        max_length=255, blank=True, help_text="the RequesterAnnotation the HIT is found again by"
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PUBLISHED)
+    hit_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
     hit_type_id = models.CharField(max_length=64)
     hit_group_id = models.CharField(max_length=64, blank=True)
     max_assignments = models.PositiveSmallIntegerField()
@@ -49,22 +73,30 @@ class Hit(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     synced = models.DateTimeField(null=True, blank=True)
 
+    objects = HitQuerySet.as_manager()
+
     class Meta:
         db_table = "annotate_hit"
         ordering = ["study", "index"]
         constraints = [
-            models.UniqueConstraint(fields=["study", "sandbox", "index"], name="hit_unique_index")
+            models.UniqueConstraint(fields=["study", "sandbox", "index"], name="hit_unique_index"),
+            models.CheckConstraint(
+                condition=Q(state="pending", hit_id__isnull=True)
+                | Q(state="published", hit_id__isnull=False),
+                name="hit_id_iff_published",
+            ),
         ]
 
     def __str__(self) -> str:
-        return self.hit_id
+        return self.hit_id or f"pending HIT {self.request_token}"
 
 
 class HitAssignment(models.Model):
     """An MTurk assignment (one worker on one HIT) and the Blindspot lease it is bound to.
 
     Keyed on (assignment id, worker id): MTurk reuses an assignment id after a return. Created on
-    accept by the worker page, or by ``mturk sync`` for one we never saw (``lease`` null).
+    accept by the worker page, or by ``mturk sync`` for one we never saw (``lease`` null). A bonus
+    is an intent (token, amount, ``bonus_intended``) before it is sent, done once ``bonused``.
     """
 
     class MTurkStatus(models.TextChoices):
@@ -87,9 +119,18 @@ class HitAssignment(models.Model):
     submitted = models.DateTimeField(null=True, blank=True)
     reviewed = models.DateTimeField(null=True, blank=True)
     feedback = models.CharField(max_length=1024, blank=True)
-    bonus = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    bonus = models.DecimalField(
+        max_digits=8,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="the bonus intended (``bonus_intended`` set) or paid (``bonused`` set)",
+    )
     bonus_token = models.CharField(max_length=64, blank=True)
-    bonused = models.DateTimeField(null=True, blank=True)
+    bonus_intended = models.DateTimeField(
+        null=True, blank=True, help_text="when the bonus's intent was written, before sending it"
+    )
+    bonused = models.DateTimeField(null=True, blank=True, help_text="when the bonus was paid")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

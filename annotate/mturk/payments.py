@@ -3,13 +3,15 @@
 Each action is planned first (which assignments, what it costs, what is skipped and why) so the
 caller can show the cost and ask; the run then goes through every assignment, records each
 success at once, and keeps going past a failure. Bonus before approve (oTree's order): a failed
-bonus leaves the assignment unreviewed, and the bonus token stops a retry from paying twice.
+bonus leaves the assignment unreviewed. A bonus is never paid twice, at any delay: its intent
+(token, amount, time) is written first, and MTurk's bonuses to the assignment are looked up
+(``ListBonusPayments``) for one whose reason ends with our ``[ref <token>]`` before sending.
+An approve that MTurk refuses is checked with ``GetAssignment``: auto-approved work is done.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,13 +25,13 @@ from annotate.analysis.responses import Responses, exclude
 from annotate.analysis.selectors import responses_arrays
 from annotate.models import Lease, Study
 from annotate.mturk import fees
-from annotate.mturk.client import MTurkError, call, get_client, is_sandbox, mode_label
+from annotate.mturk.client import MTurkError, call, get_client, is_sandbox, mode_label, pages
 from annotate.mturk.models import HitAssignment
+from annotate.mturk.tokens import reference_of, token_already_used, with_reference
 from annotate.studies.policy import exclusion_rule
 from robustness.errors import BlindspotError
 
 Status = HitAssignment.MTurkStatus
-ALREADY_DONE = re.compile(r"already been processed|already exists|duplicate", re.IGNORECASE)
 
 
 class PaymentError(BlindspotError):
@@ -46,6 +48,7 @@ class Batch:
     cost: fees.Cost | None = None
     skipped: list[str] = field(default_factory=list)
     amount: Decimal | None = None
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"Mode: {mode_label(self.sandbox)}" + (" (no real money)" if self.sandbox else "")]
@@ -54,7 +57,7 @@ class Batch:
         )
         if self.cost is not None:
             out.append(f"Cost: {self.cost.describe()}")
-        return out + [f"skipped {s}" for s in self.skipped]
+        return out + [f"Note: {n}" for n in self.notes] + [f"skipped {s}" for s in self.skipped]
 
 
 @dataclass
@@ -144,7 +147,8 @@ def _review(
     extra: dict[str, Any],
     client: BaseClient | None,
 ) -> Outcome:
-    """Approve or reject each row (``{action}_assignment``) and record MTurk's new status."""
+    """Approve or reject each row (``{action}_assignment``) and record MTurk's new status; a
+    refused call is checked against MTurk's own record of the assignment (``GetAssignment``)."""
     client = client or get_client()
     outcome = Outcome(action=action)
     for row in batch.rows:
@@ -157,6 +161,8 @@ def _review(
                 **extra,
             )
         except MTurkError as exc:
+            if _settled_already(client, row, status, outcome):
+                continue
             outcome.failed.append(f"{row.assignment_id}: {exc}")
             continue
         row.mturk_status = status
@@ -165,6 +171,33 @@ def _review(
         row.save(update_fields=["mturk_status", "reviewed", "feedback", "updated"])
         outcome.done.append(row.assignment_id)
     return outcome
+
+
+def _settled_already(client: BaseClient, row: HitAssignment, status: str, out: Outcome) -> bool:
+    """After a refused approve or reject: if MTurk says the assignment is in ``status`` already
+    (auto-approved after AutoApprovalDelayInSeconds, or an earlier call whose answer was lost),
+    record it and count it done; True then. Any other state is recorded and stays a failure."""
+    try:
+        found = call(client, "get_assignment", study=row.hit.study, AssignmentId=row.assignment_id)[
+            "Assignment"
+        ]
+    except MTurkError:
+        return False
+    state = found.get("AssignmentStatus", "")
+    if state not in Status.values or state == row.mturk_status:
+        return False
+    row.mturk_status = state
+    row.reviewed = found.get("ApprovalTime") or found.get("RejectionTime") or timezone.now()
+    row.save(update_fields=["mturk_status", "reviewed", "updated"])
+    if state != status:
+        return False
+    auto = found.get("AutoApprovalTime")
+    if state == Status.APPROVED and auto is not None and row.reviewed >= auto:
+        out.notes.append(f"{row.assignment_id}: auto-approved by MTurk; recorded as approved")
+    else:
+        out.notes.append(f"{row.assignment_id}: MTurk had it {state} already; recorded")
+    out.done.append(row.assignment_id)
+    return True
 
 
 # --- reject -------------------------------------------------------------------------------
@@ -219,7 +252,9 @@ def bonus_plan(
     all_approved: bool = False,
 ) -> Batch:
     """One bonus per submitted or approved assignment of the named workers (or of everyone
-    approved); assignments already bonused are skipped, so a second run never pays twice."""
+    approved); assignments already bonused are skipped, so a second run never pays twice. One
+    whose bonus an interrupted run intended is included: it is looked up before anything is sent.
+    """
     sandbox = is_sandbox()
     workers = [w.strip() for w in workers if w.strip()]
     if bool(workers) == bool(all_approved):
@@ -239,6 +274,12 @@ def bonus_plan(
             )
         else:
             batch.rows.append(row)
+    interrupted = sum(r.bonus_intended is not None for r in batch.rows)
+    if interrupted:
+        batch.notes.append(
+            f"{interrupted} bonus(es) of an interrupted run are looked up on MTurk first and "
+            "sent only if MTurk has none of ours"
+        )
     found = {r.worker_id for r in rows}
     for worker in workers:
         if worker not in found:
@@ -250,35 +291,84 @@ def bonus_plan(
 def bonus(
     *, batch: Batch, amount: Decimal, reason: str, client: BaseClient | None = None
 ) -> Outcome:
-    """Send each bonus with its token stored first; a token MTurk already honoured counts done."""
+    """Pay each bonus once: intent first, then MTurk's bonuses to the assignment looked up, and
+    only if none of ours is there, ``SendBonus`` (its reason ends with our reference)."""
     if not (reason or "").strip():
         raise PaymentError("a reason is required: MTurk shows it to the worker")
     client = client or get_client()
     outcome = Outcome(action="bonus")
     for row in batch.rows:
-        row.bonus_token = bonus_token(row.assignment_id)
-        row.save(update_fields=["bonus_token", "updated"])
         try:
-            call(
-                client,
-                "send_bonus",
-                study=row.hit.study,
-                WorkerId=row.worker_id,
-                BonusAmount=fees.money(amount),
-                AssignmentId=row.assignment_id,
-                Reason=reason,
-                UniqueRequestToken=row.bonus_token,
-            )
+            _bonus_one(client, row, amount, reason, outcome)
         except MTurkError as exc:
-            if exc.code == "ParamValidation" or not ALREADY_DONE.search(f"{exc.code} {exc}"):
-                outcome.failed.append(f"{row.assignment_id}: {exc}")
-                continue
-            outcome.notes.append(f"{row.assignment_id}: MTurk had this bonus already; recorded")
-        row.bonus = amount
-        row.bonused = timezone.now()
-        row.save(update_fields=["bonus", "bonused", "updated"])
+            outcome.failed.append(f"{row.assignment_id}: {exc}")
+            continue
         outcome.done.append(row.assignment_id)
     return outcome
+
+
+def _bonus_one(
+    client: BaseClient, row: HitAssignment, amount: Decimal, reason: str, outcome: Outcome
+) -> None:
+    """One assignment's bonus, paid or found paid when this returns (MTurkError otherwise)."""
+    if row.bonus_intended is None:
+        _intend_bonus(row, amount)
+    paid = bonus_paid(client, row)
+    if paid is not None:
+        note = f"{row.assignment_id}: MTurk had this bonus already; recorded"
+        if paid != amount:
+            note += f" as paid, ${fees.money(paid)} (not ${fees.money(amount)})"
+        outcome.notes.append(note)
+        _bonused(row, paid)
+        return
+    if row.bonus != amount:  # an interrupted run intended another amount, never paid it
+        _intend_bonus(row, amount)
+    try:
+        call(
+            client,
+            "send_bonus",
+            study=row.hit.study,
+            WorkerId=row.worker_id,
+            BonusAmount=fees.money(amount),
+            AssignmentId=row.assignment_id,
+            Reason=with_reference(reason, row.bonus_token),
+            UniqueRequestToken=row.bonus_token,
+        )
+    except MTurkError as exc:
+        if not token_already_used(exc):
+            raise
+        outcome.notes.append(f"{row.assignment_id}: MTurk had this bonus already; recorded")
+    _bonused(row, amount)
+
+
+def _intend_bonus(row: HitAssignment, amount: Decimal) -> None:
+    """Write (and commit) the bonus's intent before MTurk hears of it."""
+    row.bonus_token = bonus_token(row.assignment_id)
+    row.bonus = amount
+    row.bonus_intended = timezone.now()
+    row.save(update_fields=["bonus_token", "bonus", "bonus_intended", "updated"])
+
+
+def _bonused(row: HitAssignment, amount: Decimal) -> None:
+    row.bonus = amount
+    row.bonused = timezone.now()
+    row.save(update_fields=["bonus", "bonused", "updated"])
+
+
+def bonus_paid(client: BaseClient, row: HitAssignment) -> Decimal | None:
+    """The amount of our bonus MTurk lists for the row's assignment (every page of
+    ``ListBonusPayments``): to its worker, with a reason ending in our reference; else None."""
+    token = row.bonus_token or bonus_token(row.assignment_id)
+    for page in pages(
+        client, "list_bonus_payments", study=row.hit.study, AssignmentId=row.assignment_id
+    ):
+        for payment in page.get("BonusPayments", []):
+            if (
+                payment.get("WorkerId") == row.worker_id
+                and reference_of(payment.get("Reason", "")) == token
+            ):
+                return Decimal(payment["BonusAmount"])
+    return None
 
 
 # --- spend --------------------------------------------------------------------------------
@@ -291,9 +381,9 @@ def study_spend(*, study: Study, sandbox: bool | None = None) -> dict[str, Any]:
     approved = fees.approvals_cost(
         (r.hit.reward, r.hit.max_assignments) for r in rows if r.mturk_status == Status.APPROVED
     )
-    bonused = [r for r in rows if r.bonused is not None and r.bonus is not None]
-    bonus_paid = sum((r.bonus for r in bonused), Decimal("0.00"))
-    bonus_fees = sum((fees.bonus_fee(r.bonus) for r in bonused), Decimal("0.00"))
+    bonused = [r.bonus for r in rows if r.bonused is not None and r.bonus is not None]
+    bonus_paid = sum(bonused, Decimal("0.00"))
+    bonus_fees = sum((fees.bonus_fee(b) for b in bonused), Decimal("0.00"))
     total = approved.total + bonus_paid + bonus_fees
     return {
         "approved": approved.assignments,

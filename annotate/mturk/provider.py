@@ -93,7 +93,7 @@ class MTurkProvider(RecruitmentProvider):
 
     def publish(self, *, study: Study, **options: Any) -> Result:
         plan = publish_plan(study=study, options=PublishOptions(**options))
-        if not plan.sizes:
+        if plan.empty:
             return Result(lines=[*plan.lines(), "nothing to publish"])
         return Result(lines=[*plan.lines(), *publish(plan=plan).lines()])
 

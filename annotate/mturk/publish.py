@@ -1,9 +1,11 @@
 """Publishing a study as MTurk HITs: plan (no network, the cost), then create, idempotently.
 
 One HIT type per publish, then HITs of at most ``assignments_per_hit`` (default 9: MTurk's fee
-doubles from 10 on). Each HIT carries a ``UniqueRequestToken`` derived from our ids and its row
-is written right after it is created; a crash in between is healed on the next run, when MTurk
-answers the same token with ``HitAlreadyExists`` and the HIT id, which we look up and record.
+doubles from 10 on). Each HIT's intent (a ``pending`` row: study, mode, index, token and
+RequesterAnnotation) is written before MTurk is asked to create it. A pending row left by a
+crash is resolved by the next run: the HIT is looked up by its annotation (``ListHITs``) and
+recorded, and created only if MTurk has none, so no delay (the token lapses after 24 hours)
+leaves a second, orphaned HIT. Live MTurk closed on 2026-09-30 and is refused.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from django.utils import timezone
 from annotate.models import LIVE, Lease, Study
 from annotate.mturk import fees
 from annotate.mturk.client import (
+    CLOSURE_NOTICE,
     MTurkError,
     call,
     get_client,
+    is_live_endpoint,
     is_local_endpoint,
     is_sandbox,
     mode_label,
@@ -42,6 +46,7 @@ from annotate.mturk.qualifications import (
     parse_requirement,
     repeat_qualification,
 )
+from annotate.mturk.tokens import token_already_used
 from annotate.providers.registry import LOCAL
 from robustness.errors import BlindspotError
 
@@ -50,7 +55,6 @@ DEFAULT_PER_HIT = 9  # psiTurk's choice: 10 or more assignments per HIT cost 40%
 DEFAULT_LIFETIME = 3 * 86400
 DEFAULT_AUTO_APPROVE = 3 * 86400
 DEFAULT_KEYWORDS = "image, labeling, digits, handwriting, research"
-HIT_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
 EXTERNAL_QUESTION = (
     '<ExternalQuestion xmlns="http://mechanicalturk.amazonaws.com/'
     'AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd">'
@@ -77,6 +81,11 @@ def parse_duration(text: str) -> int:
 def request_token(study: Study, *, sandbox: bool, index: int) -> str:
     """The HIT's idempotency token: the same study, mode and index give the same token."""
     return f"bs-{study.key[:12]}-{'sb' if sandbox else 'lv'}-{index}"
+
+
+def annotation(study: Study, token: str) -> str:
+    """The HIT's RequesterAnnotation, by which a HIT of an interrupted run is found again."""
+    return f"{study.name} {token}"[:255]
 
 
 def external_question(url: str) -> str:
@@ -141,7 +150,8 @@ def study_capacity(*, study: Study, sandbox: bool, now: dt.datetime | None = Non
     """Unleased assignments minus MTurk slots still open in unexpired HITs of this mode.
 
     A slot is used up once its MTurk assignment is submitted (or reviewed) or holds a live lease
-    here; a returned or abandoned one is open again on MTurk, so it is not counted as used.
+    here; a returned or abandoned one is open again on MTurk, so it is not counted as used. A
+    pending HIT (intent written, not yet recorded) counts as offered: it may exist on MTurk.
     """
     now = now or timezone.now()
     hits = Hit.objects.filter(study=study, sandbox=sandbox).filter(
@@ -177,7 +187,13 @@ class PublishPlan:
     first_index: int
     sizes: list[int]
     cost: fees.Cost
+    pending: list[Hit] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to create and no interrupted HIT to resolve."""
+        return not self.sizes and not self.pending
 
     def lines(self) -> list[str]:
         """The summary printed before asking to publish."""
@@ -190,6 +206,14 @@ class PublishPlan:
             f"{self.capacity.live_leases} leased, {self.capacity.outstanding} open in earlier "
             f"HITs → {self.capacity.needed} to publish",
             f"HITs: {len(self.sizes)} ({', '.join(map(str, self.sizes)) or 'none'} assignments)",
+            *(
+                [
+                    f"Interrupted: {len(self.pending)} HIT(s) of an earlier run are looked up on "
+                    "MTurk first (by annotation) and created only if MTurk has none"
+                ]
+                if self.pending
+                else []
+            ),
             f"Reward ${fees.money(o.reward)} per assignment; MTurk fee "
             f"{int(fees.fee_rate(max(self.sizes or [1])) * 100)}% (min $0.01)",
             f"Cost: {self.cost.describe()}",
@@ -206,7 +230,12 @@ class PublishPlan:
 
 
 def publish_plan(*, study: Study, options: PublishOptions) -> PublishPlan:
-    """Check the study and the options and price the HITs; calls nothing on MTurk."""
+    """Check the study and the options and price the HITs; calls nothing on MTurk.
+
+    Live MTurk (Amazon's live endpoint) is refused: it closed on 2026-09-30.
+    """
+    if is_live_endpoint():
+        raise PublishError(CLOSURE_NOTICE)
     if study.status != Study.Status.OPEN:
         raise PublishError(
             f"study {study.name} is {study.status}: open it first "
@@ -228,6 +257,7 @@ def publish_plan(*, study: Study, options: PublishOptions) -> PublishPlan:
         [capacity.needed % per] if capacity.needed % per else []
     )
     last = Hit.objects.filter(study=study, sandbox=sandbox).order_by("-index").first()
+    pending = list(Hit.objects.filter(study=study, sandbox=sandbox).pending().order_by("index"))
     duration = options.duration_seconds or study.lease_seconds
     warnings = []
     if duration != study.lease_seconds:
@@ -258,7 +288,11 @@ def publish_plan(*, study: Study, options: PublishOptions) -> PublishPlan:
         capacity=capacity,
         first_index=last.index + 1 if last else 0,
         sizes=sizes,
-        cost=fees.rewards_cost((size, options.reward) for size in sizes),
+        # an interrupted HIT is priced as if it had to be created (an upper bound)
+        cost=fees.rewards_cost(
+            (size, options.reward) for size in [*sizes, *(h.max_assignments for h in pending)]
+        ),
+        pending=pending,
         warnings=warnings,
     )
 
@@ -284,11 +318,14 @@ class PublishResult:
 
 
 def publish(*, plan: PublishPlan, client: BaseClient | None = None) -> PublishResult:
-    """Create the plan's HIT type and HITs, writing each ``Hit`` row as soon as it exists.
+    """Resolve the HITs an interrupted run left pending, then create the plan's new HITs, each
+    written as an intent before MTurk is asked and recorded as soon as MTurk answers.
 
     Stops at the first MTurk failure (PublishError says how many HITs exist); running publish
-    again creates the rest and nothing twice.
+    again creates the rest and nothing twice, however much later.
     """
+    if is_live_endpoint():
+        raise PublishError(CLOSURE_NOTICE)
     client = client or get_client()
     study, o = plan.study, plan.options
     requirements = list(plan.requirements)
@@ -297,7 +334,7 @@ def publish(*, plan: PublishPlan, client: BaseClient | None = None) -> PublishRe
         if o.exclude_previous_workers:
             type_id = repeat_qualification(client=client, study=study)
             requirements.append(exclusion_requirement(type_id))
-        hit_type = dict(
+        hit_type: dict[str, Any] = dict(
             AutoApprovalDelayInSeconds=o.auto_approve_seconds,
             AssignmentDurationInSeconds=plan.duration_seconds,
             Reward=fees.money(o.reward),
@@ -312,19 +349,25 @@ def publish(*, plan: PublishPlan, client: BaseClient | None = None) -> PublishRe
         raise PublishError(f"{exc}; nothing was published") from None
     _remember_options(plan, hit_type_id=hit_type_id, qualification_type_id=type_id)
     result = PublishResult(hit_type_id=hit_type_id, created=[], recovered=[])
-    for offset, size in enumerate(plan.sizes):
-        index = plan.first_index + offset
+    total = len(plan.pending) + len(plan.sizes)
+    work: list[tuple[Hit | None, int, int]] = [
+        (h, h.index, h.max_assignments) for h in plan.pending
+    ]
+    work += [(None, plan.first_index + i, size) for i, size in enumerate(plan.sizes)]
+    for row, index, size in work:
         try:
-            hit, existed = _create_hit(
-                client, plan, hit_type_id=hit_type_id, index=index, size=size
-            )
+            if row is None:
+                row = _intend(plan, hit_type_id=hit_type_id, index=index, size=size)
+                existed = _create(client, plan, row, hit_type_id=hit_type_id)
+            else:  # an interrupted run's intent: MTurk may have the HIT, unknown to us
+                existed = _resolve(client, plan, row, hit_type_id=hit_type_id)
         except MTurkError as exc:
             done = len(result.created) + len(result.recovered)
             raise PublishError(
-                f"{exc}; {done} of {len(plan.sizes)} HITs are published — run publish again "
+                f"{exc}; {done} of {total} HITs are published — run publish again "
                 "to create the rest (nothing is created twice)"
             ) from None
-        (result.recovered if existed else result.created).append(hit)
+        (result.recovered if existed else result.created).append(row)
     return result
 
 
@@ -349,44 +392,84 @@ def _remember_options(plan: PublishPlan, *, hit_type_id: str, qualification_type
     study.save(update_fields=["provider", "provider_options"])
 
 
-def _create_hit(
-    client: BaseClient, plan: PublishPlan, *, hit_type_id: str, index: int, size: int
-) -> tuple[Hit, bool]:
-    """Create one HIT (or find the one an interrupted run created) and record it at once."""
+def _intend(plan: PublishPlan, *, hit_type_id: str, index: int, size: int) -> Hit:
+    """Write the HIT's intent (a pending row, committed) before anything is sent to MTurk."""
+    o = plan.options
+    token = request_token(plan.study, sandbox=plan.sandbox, index=index)
+    return Hit.objects.create(
+        study=plan.study,
+        sandbox=plan.sandbox,
+        index=index,
+        request_token=token,
+        annotation=annotation(plan.study, token),
+        state=Hit.State.PENDING,
+        hit_id=None,
+        hit_type_id=hit_type_id,
+        max_assignments=size,
+        reward=o.reward,
+        lifetime_seconds=o.lifetime_seconds,
+        duration_seconds=plan.duration_seconds,
+        auto_approve_seconds=o.auto_approve_seconds,
+    )
+
+
+def _resolve(client: BaseClient, plan: PublishPlan, row: Hit, *, hit_type_id: str) -> bool:
+    """A pending HIT of an interrupted run: recorded if MTurk lists it under our annotation,
+    else created now (with the same token); True if it existed."""
+    found = find_hit(client, study=plan.study, annotation=row.annotation)
+    if found is not None:
+        record_hit(row, found)
+        return True
+    row.hit_type_id = hit_type_id
+    row.lifetime_seconds = plan.options.lifetime_seconds
+    row.save(update_fields=["hit_type_id", "lifetime_seconds"])
+    return _create(client, plan, row, hit_type_id=hit_type_id)
+
+
+def _create(client: BaseClient, plan: PublishPlan, row: Hit, *, hit_type_id: str) -> bool:
+    """Ask MTurk to create the pending ``row``'s HIT and record it; True if MTurk answered that
+    our token was used already (the HIT is then fetched and recorded, not created again)."""
     study = plan.study
-    token = request_token(study, sandbox=plan.sandbox, index=index)
-    annotation = f"{study.name} {token}"
     try:
         response = call(
             client,
             "create_hit_with_hit_type",
             study=study,
             HITTypeId=hit_type_id,
-            MaxAssignments=size,
-            LifetimeInSeconds=plan.options.lifetime_seconds,
+            MaxAssignments=row.max_assignments,
+            LifetimeInSeconds=row.lifetime_seconds,
             Question=external_question(plan.url),
-            RequesterAnnotation=annotation,
-            UniqueRequestToken=token,
+            RequesterAnnotation=row.annotation,
+            UniqueRequestToken=row.request_token,
         )
         existed = False
     except MTurkError as exc:
-        if exc.code != HIT_EXISTS:
+        if not token_already_used(exc):
             raise
-        hit_id = _existing_hit_id(client, exc, annotation=annotation, study=study)
+        hit_id = _existing_hit_id(client, exc, annotation=row.annotation, study=study)
         response = call(client, "get_hit", study=study, HITId=hit_id)
         existed = True
-    return _record(plan, response["HIT"], index=index, token=token), existed
+    record_hit(row, response["HIT"])
+    return existed
 
 
-def _existing_hit_id(client: BaseClient, exc: MTurkError, *, annotation: str, study: Study) -> str:
-    """The HIT id MTurk names in its HitAlreadyExists message, else found by our annotation."""
-    match = ENTITY_ID.search(exc.message)
-    if match:
-        return match.group(0)
+def find_hit(client: BaseClient, *, study: Study, annotation: str) -> dict[str, Any] | None:
+    """The HIT MTurk lists under ``annotation`` (every page of ``ListHITs``), or None."""
     for page in pages(client, "list_hits", study=study):
         for hit in page.get("HITs", []):
             if hit.get("RequesterAnnotation") == annotation:
-                return hit["HITId"]
+                return hit
+    return None
+
+
+def _existing_hit_id(client: BaseClient, exc: MTurkError, *, annotation: str, study: Study) -> str:
+    """The HIT id MTurk names in its already-used-token message, else found by our annotation."""
+    match = ENTITY_ID.search(exc.message)
+    if match:
+        return match.group(0)
+    found = find_hit(client, study=study, annotation=annotation)
+    if found is not None:
+        return found["HITId"]
     raise MTurkError(
         f"{exc.message} — and no HIT annotated {annotation!r} was found; look on the requester "
         "site",
@@ -395,24 +478,16 @@ def _existing_hit_id(client: BaseClient, exc: MTurkError, *, annotation: str, st
     )
 
 
-def _record(plan: PublishPlan, hit: dict[str, Any], *, index: int, token: str) -> Hit:
-    o = plan.options
-    row, _ = Hit.objects.update_or_create(
-        hit_id=hit["HITId"],
-        defaults=dict(
-            study=plan.study,
-            sandbox=plan.sandbox,
-            index=index,
-            request_token=token,
-            hit_type_id=hit.get("HITTypeId", ""),
-            hit_group_id=hit.get("HITGroupId", ""),
-            max_assignments=hit.get("MaxAssignments") or 0,
-            reward=Decimal(hit.get("Reward") or fees.money(o.reward)),
-            lifetime_seconds=o.lifetime_seconds,
-            duration_seconds=hit.get("AssignmentDurationInSeconds") or plan.duration_seconds,
-            auto_approve_seconds=hit.get("AutoApprovalDelayInSeconds") or o.auto_approve_seconds,
-            status=hit.get("HITStatus", ""),
-            expiration=hit.get("Expiration"),
-        ),
-    )
-    return row
+def record_hit(row: Hit, hit: dict[str, Any]) -> None:
+    """The intent ``row`` becomes the published HIT MTurk describes (``hit``, as MTurk sent it)."""
+    row.hit_id = hit["HITId"]
+    row.state = Hit.State.PUBLISHED
+    row.hit_type_id = hit.get("HITTypeId") or row.hit_type_id
+    row.hit_group_id = hit.get("HITGroupId", "")
+    row.max_assignments = hit.get("MaxAssignments") or row.max_assignments
+    row.reward = Decimal(hit.get("Reward") or row.reward)
+    row.duration_seconds = hit.get("AssignmentDurationInSeconds") or row.duration_seconds
+    row.auto_approve_seconds = hit.get("AutoApprovalDelayInSeconds") or row.auto_approve_seconds
+    row.status = hit.get("HITStatus", "")
+    row.expiration = hit.get("Expiration")
+    row.save()

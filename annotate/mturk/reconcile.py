@@ -4,11 +4,13 @@ disagrees.
 Our database is the truth about work; ``HitAssignment.mturk_status`` is MTurk's truth about
 payment. Nothing is ever dropped: an assignment MTurk lists that we never saw is kept (with no
 lease) and reported, and so is work submitted here that MTurk never received (a lost
-externalSubmit, psiTurk #390).
+externalSubmit, psiTurk #390). A lease whose MTurk assignment was returned or abandoned is
+freed at once (``lease_release``), so its images go to the next worker without waiting.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +22,10 @@ from django.utils import timezone
 from annotate.models import Lease, Study
 from annotate.mturk.client import MTurkError, call, get_client, is_sandbox, pages
 from annotate.mturk.models import Hit, HitAssignment
+from annotate.work.leases import lease_release
 
 STATUSES = ["Submitted", "Approved", "Rejected"]  # all ListAssignmentsForHIT can return
+GONE = frozenset({"Returned", "Abandoned"})  # not in MTurk's API today; taken as gone if seen
 Status = HitAssignment.MTurkStatus
 
 
@@ -42,13 +46,13 @@ class Problems:
                 "then `mturk reject` or `mturk approve --include-unknown`"
             )
         for row in self.lost_submits:
+            code = row.lease.completion_code if row.lease else "?"
             out.append(
                 f"submitted here, not on MTurk: assignment {row.assignment_id} worker "
-                f"{row.worker_id} (HIT {row.hit.hit_id}, completion code "
-                f"{row.lease.completion_code}) — MTurk never got the submit; ask the worker to "
-                "submit the HIT on MTurk while it is open (the code is on their page), or pay "
-                "them with `mturk bonus` on another of their assignments or a compensation HIT "
-                "(docs/mturk.md)"
+                f"{row.worker_id} (HIT {row.hit.hit_id}, completion code {code}) — MTurk never "
+                "got the submit; ask the worker to submit the HIT on MTurk while it is open (the "
+                "code is on their page), or pay them with `mturk bonus` on another of their "
+                "assignments or a compensation HIT (docs/mturk.md)"
             )
         return out
 
@@ -79,6 +83,7 @@ class SyncReport:
     updated: int = 0
     by_state: Counter = field(default_factory=Counter)
     problems: Problems = field(default_factory=Problems)
+    released: list[str] = field(default_factory=list)  # one line per lease freed
     errors: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -93,6 +98,7 @@ class SyncReport:
         )
         states = ", ".join(f"{state} {self.by_state.get(state, 0)}" for state in Status.values)
         out.append(f"assignments by MTurk state: {states}")
+        out += self.released
         out += self.problems.lines()
         if not self.problems.unknown and not self.problems.lost_submits:
             out.append("no disagreements between MTurk and Blindspot")
@@ -106,7 +112,7 @@ def study_sync(*, study: Study, client: BaseClient | None = None) -> SyncReport:
     client = client or get_client()
     sandbox = is_sandbox()
     report = SyncReport()
-    for hit in Hit.objects.filter(study=study, sandbox=sandbox).order_by("index"):
+    for hit in Hit.objects.filter(study=study, sandbox=sandbox).published().order_by("index"):
         try:
             _sync_hit(client, hit, report)
         except MTurkError as exc:
@@ -118,6 +124,7 @@ def study_sync(*, study: Study, client: BaseClient | None = None) -> SyncReport:
 
 
 def _sync_hit(client: BaseClient, hit: Hit, report: SyncReport) -> None:
+    asked = timezone.now()  # leases taken after this may be missing from MTurk's counts
     info = call(client, "get_hit", study=hit.study, HITId=hit.hit_id)["HIT"]
     hit.status = info.get("HITStatus", hit.status)
     hit.expiration = info.get("Expiration", hit.expiration)
@@ -132,6 +139,8 @@ def _sync_hit(client: BaseClient, hit: Hit, report: SyncReport) -> None:
             "completed": info.get("NumberOfAssignmentsCompleted", 0),
         }
     )
+    listed: dict[str, str] = {}  # assignment id → the worker MTurk lists it for
+    gone: dict[tuple[str, str], str] = {}  # (assignment id, worker id) → Returned or Abandoned
     for page in pages(
         client,
         "list_assignments_for_hit",
@@ -141,12 +150,68 @@ def _sync_hit(client: BaseClient, hit: Hit, report: SyncReport) -> None:
     ):
         for assignment in page.get("Assignments", []):
             report.listed += 1
+            if assignment.get("AssignmentStatus") in GONE:
+                key = (assignment["AssignmentId"], assignment["WorkerId"])
+                gone[key] = assignment["AssignmentStatus"]
+                continue
+            listed[assignment["AssignmentId"]] = assignment["WorkerId"]
             if _upsert(hit, assignment):
                 report.created += 1
             else:
                 report.updated += 1
+    in_progress = info.get("NumberOfAssignmentsPending")
+    report.released += _free_returned(hit, listed, gone, in_progress=in_progress, asked=asked)
     hit.synced = timezone.now()
     hit.save(update_fields=["status", "expiration", "max_assignments", "synced"])
+
+
+def _free_returned(
+    hit: Hit,
+    listed: dict[str, str],
+    gone: dict[tuple[str, str], str],
+    *,
+    in_progress: int | None,
+    asked: dt.datetime,
+) -> list[str]:
+    """Free the active leases of this HIT's assignments that MTurk no longer holds for their
+    worker; one line each. MTurk lists only submitted work, so an accepted assignment missing
+    from the list is gone only when that is certain: MTurk says so (``gone``), its id now belongs
+    to another worker (ids are reused after a return), the HIT has no assignment in progress,
+    or its time ran out."""
+    rows = HitAssignment.objects.filter(
+        hit=hit,
+        mturk_status=Status.ACCEPTED,
+        lease__status=Lease.Status.ACTIVE,
+        lease__leased__lt=asked,
+    ).select_related("lease__study", "lease__assignment")
+    out = []
+    for row in rows:
+        if listed.get(row.assignment_id) == row.worker_id:
+            continue
+        lease = row.lease
+        if lease is None:  # excluded by the filter; keeps the type checker informed
+            continue
+        deadline = lease.deadline or (
+            row.accepted + dt.timedelta(seconds=hit.duration_seconds) if row.accepted else None
+        )
+        if (row.assignment_id, row.worker_id) in gone:
+            why = f"MTurk lists it {gone[(row.assignment_id, row.worker_id)]}"
+        elif row.assignment_id in listed:
+            why = "its assignment id now belongs to another worker"
+        elif in_progress == 0:
+            why = "MTurk has no assignment of the HIT in progress"
+        elif deadline is not None and asked >= deadline:
+            why = "MTurk's time for it ran out"
+        else:
+            continue  # perhaps still at work: MTurk does not say which of its accepted ones
+        if lease_release(lease, reason=f"mturk: assignment returned or abandoned ({why})"):
+            row.accepted = None  # a re-accept starts MTurk's clock again
+            row.save(update_fields=["accepted", "updated"])
+            out.append(
+                f"freed lease of assignment {row.assignment_id} worker {row.worker_id}: "
+                f"returned or abandoned on MTurk ({why})"
+            )
+    return out
 
 
 @transaction.atomic

@@ -3,14 +3,18 @@
 Speaks the protocol the real boto3 client speaks: ``POST /`` with ``X-Amz-Target:
 MTurkRequesterServiceV20170117.<Operation>``, JSON in and out, timestamps as epoch seconds,
 errors as HTTP 400 ``{"__type": "RequestError", "Message": …, "TurkErrorCode": …}``. It keeps the
-rules our code depends on (UniqueRequestToken → HitAlreadyExists naming the HIT, paging with
-NextToken, only Submitted work can be approved or rejected, no growth from <10 to ≥10
-assignments) and a tiny worker site: ``GET /accept?hitId=…&workerId=…`` starts a HIT in our
-page the way MTurk frames it, and ``POST /mturk/externalSubmit`` submits it. Nothing is signed
-or checked for credentials. The HTTP side is :mod:`annotate.mturk.testing.transport`.
+rules our code depends on, on its own injectable ``clock``: a UniqueRequestToken answered as
+already used for 24 hours and forgotten after (in any of MTurk's spellings, ``SPELLINGS``),
+paging with NextToken, only Submitted work approved or rejected, auto-approval after
+AutoApprovalDelayInSeconds, abandonment after the assignment's duration, no growth from <10 to
+≥10 assignments. Faults: ``fail`` (an error answer) and ``drop`` (the connection closes without
+an answer, before or after the call acted). A tiny worker site: ``GET /accept?hitId=…&workerId=…``
+starts a HIT in our page the way MTurk frames it, and ``POST /mturk/externalSubmit`` submits it.
+Nothing is signed or checked for credentials. The HTTP side is
+:mod:`annotate.mturk.testing.transport`.
 
-One concept over ~400 lines: MTurk's requester state machine, one short method per operation
-sharing the same state and lock; splitting it would scatter the rules it keeps.
+One concept over ~550 lines: MTurk's requester state machine, one short method per operation
+sharing the same state, lock and clock; splitting it would scatter the rules it keeps.
 """
 
 from __future__ import annotations
@@ -28,17 +32,39 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlencode
 
-from annotate.mturk.testing.transport import FakeError, Handler
+from annotate.mturk.testing.transport import Dropped, FakeError, Handler
 
 EXTERNAL_URL = re.compile(r"<ExternalURL>(.*?)</ExternalURL>", re.DOTALL)
 DEFAULT_PAGE = 10
 REVIEWED = ("Submitted", "Approved", "Rejected")
+TOKEN_TTL_S = 24 * 3600  # "The unique token expires after 24 hours"
+# How an already-used UniqueRequestToken is answered: by default HitAlreadyExists for a HIT
+# and "already been processed" for a bonus or an extension; ``duplicate_spelling`` picks one.
+SPELLINGS = ("HitAlreadyExists", "HITAlreadyExists", "used", "processed")
+
+
+class FakeClock:
+    """A clock that stands still until moved: ``FakeMTurk(clock=FakeClock())``, then
+    ``advance(seconds)`` to let MTurk's hours pass in a test."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class FakeMTurk:
     """The service state and its HTTP server (``port=0``: a free port; see ``url``)."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.clock = clock
+        self.duplicate_spelling: str | None = None  # one of SPELLINGS, or each operation's own
         self.lock = threading.RLock()
         self.hit_types: dict[str, dict[str, Any]] = {}
         self.hits: dict[str, dict[str, Any]] = {}
@@ -46,9 +72,11 @@ class FakeMTurk:
         self.qualifications: dict[str, dict[str, Any]] = {}
         self.grants: dict[tuple[str, str], int] = {}
         self.bonuses: list[dict[str, Any]] = []
-        self.tokens: dict[tuple[str, str], str] = {}
+        self.gone: list[dict[str, Any]] = []  # returned or abandoned assignments
+        self.tokens: dict[tuple[str, str], tuple[str, float]] = {}  # → (entity id, when)
         self.calls: list[str] = []
         self.failures: dict[str, list[FakeError]] = {}
+        self.drops: dict[str, list[bool]] = {}  # operation → acts before dropping?
         self.balance = Decimal("10000.00")
         self._ids = itertools.count(1)
         self.server = ThreadingHTTPServer((host, port), Handler)
@@ -61,7 +89,7 @@ class FakeMTurk:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def start(self) -> FakeMTurk:
         """Serve in a daemon thread; returns self."""
@@ -86,6 +114,7 @@ class FakeMTurk:
     def accept(self, hit_id: str, worker_id: str, assignment_id: str | None = None) -> str:
         """A worker accepts a HIT: an Accepted assignment (not listed until submitted)."""
         with self.lock:
+            self._tick()
             hit = self._hit(hit_id)
             if self._counts(hit)["NumberOfAssignmentsAvailable"] < 1:
                 raise FakeError(
@@ -94,7 +123,7 @@ class FakeMTurk:
             for a in self.assignments.values():
                 if a["HITId"] == hit_id and a["WorkerId"] == worker_id:
                     return a["AssignmentId"]
-            now = time.time()
+            now = self.clock()
             assignment_id = assignment_id or self._id("3A")
             self.assignments[assignment_id] = {
                 "AssignmentId": assignment_id,
@@ -120,7 +149,7 @@ class FakeMTurk:
                 self.accept(hit_id, worker_id, assignment_id)
             a = self.assignments[assignment_id]
             hit = self._hit(hit_id)
-            now = time.time()
+            now = self.clock()
             fields = "".join(
                 f"<Answer><QuestionIdentifier>{html.escape(k)}</QuestionIdentifier>"
                 f"<FreeText>{html.escape(v)}</FreeText></Answer>"
@@ -133,6 +162,15 @@ class FakeMTurk:
                 Answer=f"<QuestionFormAnswers>{fields}</QuestionFormAnswers>",
             )
             return dict(a)
+
+    def return_assignment(self, assignment_id: str) -> None:
+        """The worker returns an accepted assignment: MTurk forgets it and frees the slot."""
+        with self.lock:
+            a = self.assignments.pop(assignment_id)
+            if a["AssignmentStatus"] != "Accepted":
+                self.assignments[assignment_id] = a
+                raise FakeError(f"assignment {assignment_id} is {a['AssignmentStatus']}")
+            self.gone.append({**a, "AssignmentStatus": "Returned"})
 
     def fail(
         self,
@@ -153,6 +191,13 @@ class FakeMTurk:
                 FakeError(text, code, kind, status) for _ in range(times)
             )
 
+    def drop(self, operation: str, *, act: bool, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``operation`` close the connection without answering:
+        after doing what was asked (``act``: the remote did it, the caller never heard) or
+        before (it never happened)."""
+        with self.lock:
+            self.drops.setdefault(operation, []).extend([act] * times)
+
     def count(self, operation: str) -> int:
         """How many times ``operation`` was called (failed calls included)."""
         return self.calls.count(operation)
@@ -162,9 +207,14 @@ class FakeMTurk:
     def handle(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             self.calls.append(operation)
+            self._tick()
             pending = self.failures.get(operation)
             if pending:
                 raise pending.pop(0)
+            drops = self.drops.get(operation)
+            act_then_drop = drops.pop(0) if drops else None
+            if act_then_drop is False:
+                raise Dropped(operation)
             method: Callable[[dict[str, Any]], dict[str, Any]] | None = getattr(
                 self, f"op_{operation}", None
             )
@@ -172,7 +222,53 @@ class FakeMTurk:
                 raise FakeError(
                     f"{operation} is not implemented here", kind="UnknownOperationException"
                 )
-            return method(params)
+            response = method(params)
+            if act_then_drop:
+                raise Dropped(operation)
+            return response
+
+    def _tick(self) -> None:
+        """What MTurk's clock does by itself: Submitted work is approved after its auto-approval
+        delay; an accepted assignment not submitted within its duration is abandoned."""
+        now = self.clock()
+        for a in list(self.assignments.values()):
+            if a["AssignmentStatus"] == "Submitted" and a["AutoApprovalTime"] <= now:
+                a.update(AssignmentStatus="Approved", ApprovalTime=a["AutoApprovalTime"])
+                self.balance -= Decimal(self.hits[a["HITId"]]["Reward"])
+            elif a["AssignmentStatus"] == "Accepted" and a["Deadline"] <= now:
+                del self.assignments[a["AssignmentId"]]
+                self.gone.append({**a, "AssignmentStatus": "Abandoned"})
+
+    def _token_entity(self, kind: str, token: str | None) -> str | None:
+        """The id a token produced within the last 24 hours of the clock, else None."""
+        entry = self.tokens.get((kind, token or ""))
+        if entry is None or self.clock() - entry[1] >= TOKEN_TTL_S:
+            return None
+        return entry[0]
+
+    def _remember(self, kind: str, token: str | None, entity: str) -> None:
+        if token:
+            self.tokens[(kind, token)] = (entity, self.clock())
+
+    def _duplicate(self, kind: str, token: str, entity: str) -> FakeError:
+        """MTurk's answer to a token used already, in ``duplicate_spelling`` or the default."""
+        spelling = self.duplicate_spelling or ("HitAlreadyExists" if kind == "hit" else "processed")
+        ms = int(self.clock() * 1000)
+        if spelling == "HitAlreadyExists":
+            return FakeError(
+                f"The HIT with ID {entity} already exists for UniqueRequestToken {token}. ({ms})",
+                "AWS.MechanicalTurk.HitAlreadyExists",
+            )
+        if spelling == "HITAlreadyExists":
+            return FakeError(
+                f"There is already a HIT with ID {entity} for this UniqueRequestToken. ({ms})",
+                "AWS.MechanicalTurk.HITAlreadyExists",
+            )
+        if spelling == "used":
+            return FakeError(
+                f"The value of the UniqueRequestToken {token} has already been used. ({ms})"
+            )
+        return FakeError(f'The idempotency token "{token}" has already been processed. ({ms})')
 
     # --- operations -------------------------------------------------------------------------
 
@@ -196,13 +292,9 @@ class FakeMTurk:
                 "AWS.MechanicalTurk.HITTypeDoesNotExist",
             )
         token = p.get("UniqueRequestToken")
-        if token and ("hit", token) in self.tokens:
-            hit_id = self.tokens[("hit", token)]
-            raise FakeError(
-                f"The HIT with ID {hit_id} already exists for UniqueRequestToken {token}.",
-                "AWS.MechanicalTurk.HitAlreadyExists",
-            )
-        now = time.time()
+        if (earlier := self._token_entity("hit", token)) is not None:
+            raise self._duplicate("hit", token or "", earlier)
+        now = self.clock()
         hit_id = self._id("3H")
         self.hits[hit_id] = {
             "HITId": hit_id,
@@ -222,8 +314,7 @@ class FakeMTurk:
             "QualificationRequirements": t.get("QualificationRequirements", []),
             "HITReviewStatus": "NotReviewed",
         }
-        if token:
-            self.tokens[("hit", token)] = hit_id
+        self._remember("hit", token, hit_id)
         return {"HIT": self._hit_out(self.hits[hit_id])}
 
     def op_GetHIT(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -253,7 +344,7 @@ class FakeMTurk:
                 f"(assignment {a['AssignmentId']} is {a['AssignmentStatus']})",
                 "AWS.MechanicalTurk.InvalidAssignmentState",
             )
-        a.update(AssignmentStatus="Approved", ApprovalTime=time.time())
+        a.update(AssignmentStatus="Approved", ApprovalTime=self.clock())
         if p.get("RequesterFeedback"):
             a["RequesterFeedback"] = p["RequesterFeedback"]
         self.balance -= Decimal(self._hit(a["HITId"])["Reward"])
@@ -270,15 +361,19 @@ class FakeMTurk:
             )
         a.update(
             AssignmentStatus="Rejected",
-            RejectionTime=time.time(),
+            RejectionTime=self.clock(),
             RequesterFeedback=p["RequesterFeedback"],
         )
         return {}
 
+    def op_GetAssignment(self, p: dict[str, Any]) -> dict[str, Any]:
+        a = self._assignment(p.get("AssignmentId", ""))
+        return {"Assignment": dict(a), "HIT": self._hit_out(self._hit(a["HITId"]))}
+
     def op_SendBonus(self, p: dict[str, Any]) -> dict[str, Any]:
         token = p.get("UniqueRequestToken")
-        if token and ("bonus", token) in self.tokens:
-            raise FakeError(f'The idempotency token "{token}" has already been processed.')
+        if (earlier := self._token_entity("bonus", token)) is not None:
+            raise self._duplicate("bonus", token or "", earlier)
         a = self.assignments.get(p.get("AssignmentId", ""))
         if a is None or a["WorkerId"] != p.get("WorkerId") or a["AssignmentStatus"] not in REVIEWED:
             raise FakeError(
@@ -286,11 +381,31 @@ class FakeMTurk:
                 f"for worker {p.get('WorkerId')}.",
                 "AWS.MechanicalTurk.AssignmentDoesNotExist",
             )
-        self.bonuses.append({**p, "Time": time.time()})
+        self.bonuses.append({**p, "Time": self.clock()})
         self.balance -= Decimal(p["BonusAmount"])
-        if token:
-            self.tokens[("bonus", token)] = a["AssignmentId"]
+        self._remember("bonus", token, a["AssignmentId"])
         return {}
+
+    def op_ListBonusPayments(self, p: dict[str, Any]) -> dict[str, Any]:
+        if bool(p.get("HITId")) == bool(p.get("AssignmentId")):
+            raise FakeError(
+                "Exactly one of HITId and AssignmentId is required",
+                "AWS.MechanicalTurk.InvalidParameterValue",
+            )
+        rows = [
+            {
+                "WorkerId": b["WorkerId"],
+                "BonusAmount": b["BonusAmount"],
+                "AssignmentId": b["AssignmentId"],
+                "Reason": b.get("Reason", ""),
+                "GrantTime": b["Time"],
+            }
+            for b in self.bonuses
+            if b["AssignmentId"] == p.get("AssignmentId")
+            or self.assignments.get(b["AssignmentId"], {}).get("HITId") == p.get("HITId")
+        ]
+        page, token = self._page(rows, p)
+        return {"NumResults": len(page), "BonusPayments": page, **token}
 
     def op_UpdateExpirationForHIT(self, p: dict[str, Any]) -> dict[str, Any]:
         self._hit(p.get("HITId", ""))["Expiration"] = float(p["ExpireAt"])
@@ -299,8 +414,8 @@ class FakeMTurk:
     def op_CreateAdditionalAssignmentsForHIT(self, p: dict[str, Any]) -> dict[str, Any]:
         hit = self._hit(p.get("HITId", ""))
         token = p.get("UniqueRequestToken")
-        if token and ("extend", token) in self.tokens:
-            raise FakeError(f'The idempotency token "{token}" has already been processed.')
+        if (earlier := self._token_entity("extend", token)) is not None:
+            raise self._duplicate("extend", token or "", earlier)
         n = int(p.get("NumberOfAdditionalAssignments", 0))
         if n < 1:
             raise FakeError(
@@ -314,8 +429,7 @@ class FakeMTurk:
                 "AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease",
             )
         hit["MaxAssignments"] += n
-        if token:
-            self.tokens[("extend", token)] = hit["HITId"]
+        self._remember("extend", token, hit["HITId"])
         return {}
 
     def op_CreateQualificationType(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +443,7 @@ class FakeMTurk:
         type_id = self._id("3Q")
         self.qualifications[type_id] = {
             "QualificationTypeId": type_id,
-            "CreationTime": time.time(),
+            "CreationTime": self.clock(),
             "Name": p["Name"],
             "Description": p.get("Description", ""),
             "Keywords": p.get("Keywords", ""),
@@ -382,7 +496,7 @@ class FakeMTurk:
         mine = [a for a in self.assignments.values() if a["HITId"] == hit["HITId"]]
         pending = sum(a["AssignmentStatus"] == "Accepted" for a in mine)
         completed = sum(a["AssignmentStatus"] in REVIEWED for a in mine)
-        open_ = hit["Expiration"] > time.time()
+        open_ = hit["Expiration"] > self.clock()
         available = max(0, hit["MaxAssignments"] - pending - completed) if open_ else 0
         return {
             "NumberOfAssignmentsPending": pending,

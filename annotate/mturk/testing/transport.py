@@ -31,6 +31,10 @@ class FakeError(Exception):
         return out
 
 
+class Dropped(Exception):  # noqa: N818 — an event, not an error answer
+    """The connection closes without an answer (the call may or may not have acted)."""
+
+
 class Handler(BaseHTTPRequestHandler):
     """One request to the fake: the JSON API, the worker site's accept and externalSubmit."""
 
@@ -69,6 +73,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             params = json.loads(raw or b"{}")
             self._json(200, self.fake.handle(target[len(TARGET_PREFIX) :], params))
+        except Dropped:
+            self.close_connection = True  # no status line, no body: the client hears nothing
         except FakeError as exc:
             self._json(exc.status, exc.body())
         except (ValueError, KeyError, TypeError) as exc:

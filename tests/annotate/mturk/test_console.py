@@ -87,6 +87,14 @@ def test_the_page_shows_mode_hits_problems_and_the_audit(staff, study):
     assert "Submitted <strong>2</strong>" in html
 
 
+def test_the_page_says_mturk_closed_and_points_to_prolific(staff, study):
+    html = staff.get(page(study.name)).content.decode()
+    notice = html.split('id="mturk-closed">')[1].split("</p>")[0]
+    assert "Amazon Mechanical Turk closed on 2026-09-30" in notice
+    assert "manage.py prolific publish" in notice and "docs/prolific.md" in notice
+    assert "sandbox and a local endpoint keep working" in notice
+
+
 def test_live_mode_is_unmistakable(staff, study, settings):
     mturk_settings(settings, sandbox=False)
     html = staff.get(page(study.name)).content.decode()
@@ -125,6 +133,7 @@ def test_bonus_from_the_console_checks_the_amount(staff, study):
     response = staff.post(action(study.name, "bonus"), data, follow=True)
     assert "at most 2 decimals" in response.content.decode()
     with Stubber(get_client()) as stub:
+        stub.add_response("list_bonus_payments", {"BonusPayments": []}, None)  # looked up first
         stub.add_response("send_bonus", {}, None)
         response = staff.post(action(study.name, "bonus"), {**data, "amount": "0.25"}, follow=True)
         stub.assert_no_pending_responses()

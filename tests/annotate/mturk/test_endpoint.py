@@ -14,10 +14,11 @@ from django.test import override_settings
 from django.urls import reverse
 
 from annotate.models import Item
-from annotate.mturk.client import call, get_client, reset_clients
+from annotate.mturk.client import MTurkError, call, get_client, pages, reset_clients
 from annotate.mturk.models import Hit, HitAssignment, MTurkCall, MTurkQualification
+from annotate.mturk.payments import bonus_token
 from annotate.mturk.qualifications import grant_repeat_qualification, repeat_qualification
-from annotate.mturk.testing.endpoint import FakeMTurk
+from annotate.mturk.testing.endpoint import SPELLINGS, FakeClock, FakeMTurk
 from tests.annotate.mturk.stubs import PUBLIC, fake_aws, mturk_study, run
 
 pytestmark = pytest.mark.django_db
@@ -30,6 +31,17 @@ def fake(monkeypatch, tmp_path):
         with override_settings(
             MTURK_ENDPOINT_URL=endpoint.url, MTURK_SANDBOX=True, PUBLIC_BASE_URL=PUBLIC
         ):
+            reset_clients()
+            yield endpoint
+    reset_clients()
+
+
+@pytest.fixture
+def clocked(monkeypatch, tmp_path):
+    """The endpoint on a clock that moves only when told (``endpoint.clock.advance``)."""
+    fake_aws(monkeypatch, tmp_path)
+    with FakeMTurk(clock=FakeClock()) as endpoint:
+        with override_settings(MTURK_ENDPOINT_URL=endpoint.url, MTURK_SANDBOX=True):
             reset_clients()
             yield endpoint
     reset_clients()
@@ -51,20 +63,21 @@ def test_publishing_twice_creates_each_hit_once(fake):
     assert f"<ExternalURL>{PUBLIC}/s/{study.key}/</ExternalURL>" in question
 
 
-def test_a_hit_created_but_never_recorded_is_recorded_on_the_next_run(fake):
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_a_hit_created_but_never_recorded_is_recorded_on_the_next_run(fake, spelling):
+    fake.duplicate_spelling = spelling  # how MTurk words "this token was used already"
     study = mturk_study(n_assignments=12)
     publish(study)
     lost = Hit.objects.get(study=study, index=1)
     lost_id = lost.hit_id
-    lost.delete()  # the crash: MTurk has the HIT, our row was never written
+    lost.delete()  # the crash of old: MTurk has the HIT, our row is gone, intent and all
     out = publish(study)
     assert len(fake.hits) == 2  # nothing new on MTurk
-    assert fake.count("CreateHITWithHITType") == 3  # the retry was answered HitAlreadyExists
+    assert fake.count("CreateHITWithHITType") == 3  # the retry was answered "already used"
     assert Hit.objects.get(study=study, index=1).hit_id == lost_id
     assert f"recorded HIT {lost_id} created by an earlier, interrupted run" in out
-    assert MTurkCall.objects.filter(
-        operation="create_hit_with_hit_type", error_code="AWS.MechanicalTurk.HitAlreadyExists"
-    ).exists()
+    refused = MTurkCall.objects.get(operation="create_hit_with_hit_type", ok=False)
+    assert ("AlreadyExists" in refused.error_code) == ("AlreadyExists" in spelling)
 
 
 def test_throttling_over_the_wire_is_retried(fake):
@@ -216,3 +229,105 @@ def _external_submit(fake: FakeMTurk, form: dict[str, str]) -> None:
     fields = {k: v for k, v in form.items() if k != "action"}
     with urllib.request.urlopen(form["action"], urlencode(fields).encode(), timeout=5) as r:
         assert r.status == 200
+
+
+def new_hit(token: str, *, auto_approve: int = 3600) -> dict:
+    """CreateHITWithHITType over the wire with ``token`` (a HIT type made first)."""
+    client = get_client()
+    type_id = call(
+        client,
+        "create_hit_type",
+        AutoApprovalDelayInSeconds=auto_approve,
+        AssignmentDurationInSeconds=600,
+        Reward="0.50",
+        Title="t",
+        Description="d",
+    )["HITTypeId"]
+    return call(
+        client,
+        "create_hit_with_hit_type",
+        HITTypeId=type_id,
+        MaxAssignments=2,
+        LifetimeInSeconds=86400 * 3,
+        Question="<ExternalQuestion/>",
+        RequesterAnnotation=f"a {token}",
+        UniqueRequestToken=token,
+    )["HIT"]
+
+
+def test_the_endpoint_forgets_a_token_after_24_hours_of_its_clock(clocked):
+    first = new_hit("tok-1")
+    clocked.clock.advance(23 * 3600)
+    with pytest.raises(MTurkError, match=first["HITId"]) as caught:
+        new_hit("tok-1")
+    assert caught.value.code == "AWS.MechanicalTurk.HitAlreadyExists"
+    clocked.clock.advance(2 * 3600)  # 25 hours: MTurk creates it again, as the real one would
+    assert new_hit("tok-1")["HITId"] != first["HITId"] and len(clocked.hits) == 2
+
+
+def test_the_endpoint_drops_connections_before_or_after_acting(clocked):
+    clocked.drop("CreateHITWithHITType", act=False)
+    with pytest.raises(MTurkError) as caught:
+        new_hit("tok-a")
+    assert caught.value.code == "ConnectionClosedError" and not clocked.hits
+    clocked.drop("CreateHITWithHITType", act=True)
+    with pytest.raises(MTurkError, match="Connection was closed"):
+        new_hit("tok-b")
+    assert [h["RequesterAnnotation"] for h in clocked.hits.values()] == ["a tok-b"]
+
+
+def test_bonuses_are_listed_page_by_page_and_work_auto_approves_on_the_clock(clocked):
+    hit = new_hit("tok-x", auto_approve=3600)
+    clocked.submit(hit["HITId"], "3ASSIGNX", "A1W")
+    client = get_client()
+    for n in range(3):
+        call(
+            client,
+            "send_bonus",
+            WorkerId="A1W",
+            BonusAmount="0.10",
+            AssignmentId="3ASSIGNX",
+            Reason=f"r{n}",
+            UniqueRequestToken=f"b-{n}",
+        )
+    listed = list(pages(client, "list_bonus_payments", page_size=2, AssignmentId="3ASSIGNX"))
+    assert [len(p["BonusPayments"]) for p in listed] == [2, 1]
+    assert [b["Reason"] for p in listed for b in p["BonusPayments"]] == ["r0", "r1", "r2"]
+    state = call(client, "get_assignment", AssignmentId="3ASSIGNX")["Assignment"]
+    assert state["AssignmentStatus"] == "Submitted"
+    clocked.clock.advance(3601)
+    state = call(client, "get_assignment", AssignmentId="3ASSIGNX")["Assignment"]
+    assert (
+        state["AssignmentStatus"] == "Approved"
+        and state["ApprovalTime"] == state["AutoApprovalTime"]
+    )
+    with pytest.raises(MTurkError, match="InvalidAssignmentState"):
+        call(client, "approve_assignment", AssignmentId="3ASSIGNX")
+
+
+@pytest.mark.parametrize("spelling", ["used", "processed"])
+def test_a_bonus_our_token_already_paid_is_recorded_in_either_spelling(fake, spelling):
+    fake.duplicate_spelling = spelling
+    study = mturk_study(n_assignments=1)
+    publish(study)
+    hit = Hit.objects.get(study=study)
+    paid = fake.submit(hit.hit_id, "3ASSIGN1", "A1WORKER")["AssignmentId"]
+    run("sync", "--study", study.name)
+    # Paid under our token an hour ago by a Blindspot that put no reference in its reasons:
+    # the lookup cannot tell it is ours, the token still can.
+    call(
+        get_client(),
+        "send_bonus",
+        WorkerId="A1WORKER",
+        BonusAmount="0.30",
+        AssignmentId=paid,
+        Reason="Careful work",
+        UniqueRequestToken=bonus_token(paid),
+    )
+    out = run(
+        "bonus", "--study", study.name, "--amount", "0.30", "--reason", "Careful work",
+        "--worker", "A1WORKER", "--yes",
+    )  # fmt: skip
+    assert "bonus: 1 done, 0 failed" in out and "MTurk had this bonus already" in out
+    assert len(fake.bonuses) == 1
+    assert HitAssignment.objects.get(assignment_id=paid).bonused is not None

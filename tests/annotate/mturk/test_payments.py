@@ -4,11 +4,13 @@ does not stop the rest."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
 from botocore.stub import Stubber
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from annotate.mturk.client import get_client
 from annotate.mturk.hits import EXPIRE_AT
@@ -17,9 +19,11 @@ from annotate.mturk.payments import bonus_token, passing_workers
 from tests.annotate.mturk.stubs import (
     FAIL,
     add_hit,
+    assignment_body,
     assignment_id,
     bind,
     fake_aws,
+    hit_body,
     mturk_settings,
     mturk_study,
     run,
@@ -53,6 +57,15 @@ def paid_study():
 
 def expect_approve(stub: Stubber, n: int, **extra) -> None:
     stub.add_response("approve_assignment", {}, {"AssignmentId": assignment_id(n), **extra})
+
+
+def expect_no_bonus_yet(stub: Stubber, n: int) -> None:
+    """The lookup before a bonus: MTurk lists no bonus to assignment ``n``."""
+    stub.add_response(
+        "list_bonus_payments",
+        {"NumResults": 0, "BonusPayments": []},
+        {"AssignmentId": assignment_id(n), "MaxResults": 100},
+    )
 
 
 def statuses() -> dict[str, str]:
@@ -105,6 +118,11 @@ def test_one_failed_approval_does_not_stop_the_others_and_the_exit_is_non_zero(p
             service_message="This operation can be called with a status of: Submitted",
             modeled_fields={"TurkErrorCode": "AWS.MechanicalTurk.InvalidAssignmentState"},
         )
+        stub.add_response(  # the refusal is checked: still Submitted, so a real failure
+            "get_assignment",
+            {"Assignment": assignment_body(1, paid_study.hits.get())},
+            {"AssignmentId": assignment_id(1)},
+        )
         expect_approve(stub, 2)
         expect_approve(stub, 3)
         with pytest.raises(CommandError, match="1 of 3 approve calls failed"):
@@ -113,6 +131,45 @@ def test_one_failed_approval_does_not_stop_the_others_and_the_exit_is_non_zero(p
     assert statuses()[assignment_id(1)] == SUBMITTED
     assert statuses()[assignment_id(2)] == statuses()[assignment_id(3)] == APPROVED
     assert MTurkCall.objects.filter(ok=False).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("auto", "note"),
+    [
+        (True, "auto-approved by MTurk; recorded as approved"),
+        (False, "MTurk had it Approved already; recorded"),  # an earlier answer was lost
+    ],
+)
+def test_an_approval_mturk_refuses_because_the_work_is_approved_counts_as_done(
+    paid_study, auto, note
+):
+    hit = paid_study.hits.get()
+    submitted = timezone.now() - dt.timedelta(days=3, minutes=5)
+    auto_at = submitted + dt.timedelta(days=3)
+    approved = auto_at if auto else auto_at - dt.timedelta(days=1)
+    with Stubber(get_client()) as stub:
+        stub.add_client_error(
+            "approve_assignment",
+            service_error_code="RequestError",
+            service_message="This operation can be called with a status of: Submitted "
+            "(1700000000000)",
+            modeled_fields={"TurkErrorCode": "AWS.MechanicalTurk.InvalidAssignmentState"},
+            expected_params={"AssignmentId": assignment_id(1)},
+        )
+        body = assignment_body(1, hit, "Approved", SubmitTime=submitted, AutoApprovalTime=auto_at)
+        body["ApprovalTime"] = approved
+        stub.add_response(
+            "get_assignment",
+            {"Assignment": body, "HIT": hit_body(hit)},
+            {"AssignmentId": assignment_id(1)},
+        )
+        expect_approve(stub, 2)
+        expect_approve(stub, 3)
+        out = run("approve", "--study", paid_study.name, "--yes")
+        stub.assert_no_pending_responses()
+    assert "approve: 3 done, 0 failed" in out and f"{assignment_id(1)}: {note}" in out
+    row = HitAssignment.objects.get(assignment_id=assignment_id(1))
+    assert row.mturk_status == APPROVED and row.reviewed == approved
 
 
 def test_approve_without_yes_off_a_terminal_refuses_and_spends_nothing(paid_study):
@@ -167,10 +224,11 @@ def test_a_bonus_is_paid_once_per_assignment_with_a_stored_token(paid_study):
         "WorkerId": worker_id(1),
         "BonusAmount": "0.25",
         "AssignmentId": assignment_id(1),
-        "Reason": "Careful work",
+        "Reason": f"Careful work [ref {bonus_token(assignment_id(1))}]",
         "UniqueRequestToken": bonus_token(assignment_id(1)),
     }
     with Stubber(get_client()) as stub:
+        expect_no_bonus_yet(stub, 1)
         stub.add_response("send_bonus", {}, expected)
         out = run(
             "bonus",
@@ -207,6 +265,7 @@ def test_a_bonus_is_paid_once_per_assignment_with_a_stored_token(paid_study):
 
 def test_a_bonus_mturk_already_has_under_our_token_is_recorded_as_done(paid_study):
     with Stubber(get_client()) as stub:
+        expect_no_bonus_yet(stub, 2)
         stub.add_client_error(
             "send_bonus",
             service_error_code="RequestError",
@@ -225,6 +284,7 @@ def test_a_bonus_mturk_already_has_under_our_token_is_recorded_as_done(paid_stud
             worker_id(2),
             "--yes",
         )
+        stub.assert_no_pending_responses()
     assert "MTurk had this bonus already; recorded" in out
     assert HitAssignment.objects.get(assignment_id=assignment_id(2)).bonused is not None
 
@@ -255,6 +315,7 @@ def test_extend_refuses_to_grow_a_hit_past_nine_and_adds_with_a_token():
     with pytest.raises(CommandError, match="fewer than 10 assignments grow to 10 or more"):
         run("extend", "--study", study.name, "--assignments", "2", "--yes")
     with Stubber(get_client()) as stub:
+        stub.add_response("get_hit", {"HIT": hit_body(hit)}, {"HITId": hit.hit_id})  # 8 so far
         stub.add_response(
             "create_additional_assignments_for_hit",
             {},

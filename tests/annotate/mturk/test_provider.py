@@ -26,8 +26,8 @@ def test_the_provider_follows_the_study():
     assert isinstance(provider_for(study), LocalProvider)
     study.provider = "mturk"
     assert isinstance(provider_for(study), MTurkProvider)
-    study.provider = "prolific"
-    with pytest.raises(UnknownProvider, match="no recruitment provider 'prolific' is installed"):
+    study.provider = "clickworker"
+    with pytest.raises(UnknownProvider, match="no recruitment provider 'clickworker' is installed"):
         provider_for(study)
 
 

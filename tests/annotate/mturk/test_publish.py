@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 
 from annotate.models import Study
 from annotate.mturk import fees
-from annotate.mturk.client import get_client
+from annotate.mturk.client import CLOSURE_NOTICE, LIVE_ENDPOINT, get_client
 from annotate.mturk.models import Hit, MTurkCall, MTurkQualification
 from annotate.mturk.publish import (
     DEFAULT_KEYWORDS,
@@ -35,6 +35,7 @@ from tests.annotate.mturk.stubs import (
 
 pytestmark = pytest.mark.django_db
 QUAL = "3QUAL000000000000000000000001"
+LOCAL_ENDPOINT = "http://127.0.0.1:9"  # a local endpoint, never reached by these tests
 
 
 @pytest.fixture(autouse=True)
@@ -270,7 +271,9 @@ def test_a_failure_midway_keeps_the_hits_already_created_and_says_to_run_again()
         )
         with pytest.raises(CommandError, match=r"1 of 2 HITs are published — run publish again"):
             run("publish", "--study", study.name, "--reward", "0.50", "--yes")
-    assert list(Hit.objects.values_list("hit_id", flat=True)) == [hit_id(1)]
+    assert list(Hit.objects.published().values_list("hit_id", flat=True)) == [hit_id(1)]
+    pending = Hit.objects.pending().get()  # the intent stays: MTurk is asked again next time
+    assert (pending.index, pending.max_assignments, pending.hit_id) == (1, 3, None)
 
 
 @pytest.mark.parametrize(
@@ -303,8 +306,44 @@ def test_a_public_base_url_mturk_cannot_frame_is_refused(settings, base, message
     assert not MTurkCall.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("sandbox", "endpoint"),
+    [(False, None), (True, LIVE_ENDPOINT)],
+    ids=["MTURK_SANDBOX=0", "live-endpoint-named"],
+)
+def test_live_mturk_closed_so_publishing_there_is_refused_in_one_line(settings, sandbox, endpoint):
+    mturk_settings(settings, sandbox=sandbox, endpoint=endpoint)
+    study = mturk_study(n_assignments=2)
+    with pytest.raises(CommandError) as caught:
+        run("publish", "--study", study.name, "--reward", "0.50", "--yes")
+    message = str(caught.value)
+    assert "\n" not in message and message == CLOSURE_NOTICE
+    assert message.startswith("Amazon Mechanical Turk closed on 2026-09-30: recruit on Prolific")
+    assert "manage.py prolific publish" in message and "docs/prolific.md" in message
+    assert not MTurkCall.objects.exists() and not Hit.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("sandbox", "endpoint"),
+    [(True, None), (False, LOCAL_ENDPOINT), (True, LOCAL_ENDPOINT)],
+    ids=["sandbox", "live-mode-local-endpoint", "sandbox-local-endpoint"],
+)
+def test_the_sandbox_and_a_local_endpoint_still_publish(settings, sandbox, endpoint):
+    mturk_settings(settings, sandbox=sandbox, endpoint=endpoint)
+    study = mturk_study(n_assignments=2)
+    with Stubber(get_client()) as stub:
+        expect_hit_type(stub)
+        token = request_token(study, sandbox=sandbox, index=0)
+        params = {"UniqueRequestToken": token, "HITTypeId": ANY, "MaxAssignments": 2}
+        params |= {"LifetimeInSeconds": ANY, "Question": ANY, "RequesterAnnotation": ANY}
+        stub.add_response("create_hit_with_hit_type", {"HIT": hit_body()}, params)
+        out = run("publish", "--study", study.name, "--reward", "0.50", "--yes")
+        stub.assert_no_pending_responses()
+    assert f"created HIT {hit_id(1)}" in out and Hit.objects.published().count() == 1
+
+
 def test_live_hits_cannot_point_at_this_machine(settings):
-    mturk_settings(settings, sandbox=False)
+    mturk_settings(settings, sandbox=False, endpoint=LOCAL_ENDPOINT)  # live MTurk itself closed
     settings.PUBLIC_BASE_URL = "https://localhost:8000"
     study = mturk_study(n_assignments=2)
     with pytest.raises(CommandError, match="live HITs cannot send workers"):
@@ -355,7 +394,7 @@ def test_the_question_is_asked_and_no_means_nothing_is_spent():
 
 
 def test_live_mode_is_announced_in_capitals(settings):
-    mturk_settings(settings, sandbox=False)
+    mturk_settings(settings, sandbox=False, endpoint=LOCAL_ENDPOINT)  # live MTurk itself closed
     study = mturk_study(n_assignments=2)
     out = run("publish", "--study", study.name, "--reward", "0.50", stdin="n\n")
     assert "Mode: LIVE (REAL MONEY)" in out and "Publish? (LIVE, $1.20)" in out

@@ -8,7 +8,6 @@ LIVE) and the cost and asks first (``--yes`` skips the question; without a termi
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -29,9 +28,9 @@ from annotate.mturk.publish import (
     publish_plan,
 )
 from annotate.mturk.reconcile import study_sync
+from annotate.providers.cli import SpendingCommand
 from annotate.studies.selectors import study_get
 from robustness.registry.cli import (
-    BlindspotCommand,
     entity_option,
     positive_float,
     positive_int,
@@ -54,12 +53,12 @@ def money_arg(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-class Command(BlindspotCommand):
+class Command(SpendingCommand):
     help = (
         "Amazon Mechanical Turk for a study: publish, sync, approve, reject, bonus, expire, "
-        "extend, status. Sandbox unless MTURK_SANDBOX=0. See docs/mturk.md."
+        "extend, status. Sandbox unless MTURK_SANDBOX=0; live MTurk closed on 2026-09-30 (recruit "
+        "on Prolific). See docs/mturk.md."
     )
-    stealth_options = ("stdin",)
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -166,28 +165,6 @@ class Command(BlindspotCommand):
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def say(self, lines: list[str]) -> None:
-        for line in lines:
-            self.stdout.write(line)
-
-    def confirm(self, question: str, opts: dict[str, Any]) -> bool:
-        """Ask on the terminal; refuse (non-zero exit) when nobody can answer."""
-        if opts.get("yes"):
-            return True
-        stdin = opts.get("stdin")
-        if stdin is None:
-            if not sys.stdin.isatty():
-                raise CommandError(
-                    "refusing to spend without confirmation: stdin is not a terminal (pass --yes)"
-                )
-            stdin = sys.stdin
-        self.stdout.write(f"{question} [y/N] ", ending="")
-        self.stdout.flush()
-        answer = stdin.readline()
-        if stdin is not sys.stdin or not sys.stdin.isatty():
-            self.stdout.write(answer.strip())  # echo what a pipe answered, ending the line
-        return answer.strip().lower() in ("y", "yes")
-
     def finish(self, outcome: payments.Outcome) -> None:
         self.say(outcome.lines())
         if not outcome.ok:
@@ -213,7 +190,7 @@ class Command(BlindspotCommand):
         )
         plan = publish_plan(study=study, options=options)
         self.say(plan.lines())
-        if not plan.sizes:
+        if plan.empty:
             self.stdout.write("Nothing to publish: every assignment is leased or already offered.")
             return
         if not self.confirm(
