@@ -72,7 +72,7 @@ INSTALLED_APPS = [
     "robustness.registry",
     "annotate",
     # Recruitment providers, each its own app (comma-separated; empty: links only).
-    *env_list("BLINDSPOT_PROVIDER_APPS", "annotate.mturk"),
+    *env_list("BLINDSPOT_PROVIDER_APPS", "annotate.prolific,annotate.mturk"),
 ]
 
 MIDDLEWARE = [
@@ -203,6 +203,25 @@ BLINDSPOT_JOBS_DIR = Path(os.environ.get("BLINDSPOT_JOBS_DIR", VAR_DIR / "jobs")
 MTURK_SANDBOX = env_bool("MTURK_SANDBOX", True)
 MTURK_ENDPOINT_URL = os.environ.get("MTURK_ENDPOINT_URL", "").strip() or None
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
+
+# Prolific: PROLIFIC_API_TOKEN (a workspace token) and PROLIFIC_API_URL (a local endpoint for
+# trials: `manage.py prolific_endpoint`). PROLIFIC_APP_URL is where finished participants go.
+# Fees, VAT and the minimum hourly rate are Prolific's and change: settings, not constants.
+PROLIFIC_API_URL = (
+    os.environ.get("PROLIFIC_API_URL", "").strip() or "https://api.prolific.com/api/v1/"
+)
+PROLIFIC_API_TOKEN = os.environ.get("PROLIFIC_API_TOKEN", "").strip()
+PROLIFIC_APP_URL = os.environ.get("PROLIFIC_APP_URL", "").strip() or "https://app.prolific.com"
+PROLIFIC_WEBHOOK_SECRET = os.environ.get("PROLIFIC_WEBHOOK_SECRET", "").strip()
+PROLIFIC_FEE_RATE = os.environ.get("PROLIFIC_FEE_RATE", "0.333")
+PROLIFIC_VAT_RATE = os.environ.get("PROLIFIC_VAT_RATE", "0")
+PROLIFIC_MIN_HOURLY = {
+    "GBP": os.environ.get("PROLIFIC_MIN_HOURLY_GBP", "6.00"),
+    "USD": os.environ.get("PROLIFIC_MIN_HOURLY_USD", "8.00"),
+}
+# A pay request whose answer was lost is retried only after this long without the bonus
+# showing on the submissions (Prolific pays "in the following minutes"; pay is not idempotent).
+PROLIFIC_BONUS_SETTLE_HOURS = float(os.environ.get("PROLIFIC_BONUS_SETTLE_HOURS", "24"))
 
 REST_FRAMEWORK = {
     # Token first: an anonymous request then gets 401 with "WWW-Authenticate: Token" (DRF

@@ -1,7 +1,8 @@
 """Top-level URL configuration.
 
 An installed app with a ``console_urls`` module (a recruitment provider's console pages) is
-mounted at ``/console/<its label>/``, so no app is named here that may be left out.
+mounted at ``/console/<its label>/``, and one with ``public_urls`` (a provider's webhook) at
+``/hooks/<its label>/``, so no app is named here that may be left out.
 """
 
 from django.apps import apps
@@ -16,6 +17,11 @@ urlpatterns = [
         path(f"console/{config.label}/", include(config.console_urls))
         for config in apps.get_app_configs()
         if getattr(config, "console_urls", None)
+    ),
+    *(
+        path(f"hooks/{config.label}/", include(config.public_urls))
+        for config in apps.get_app_configs()
+        if getattr(config, "public_urls", None)
     ),
     path("", include("annotate.work.urls")),
 ]

@@ -2,7 +2,8 @@
 
 The worker side is what the labeling pages need: who the visitor is (:meth:`identify`),
 whether they only preview, an earlier lease to resume on reload, accepting (which leases an
-assignment), how the finished worker goes back to the site (:meth:`handback`) and which sites
+assignment), how the finished worker goes back to the site (:meth:`handback`), where one who
+declines goes (:meth:`decline`) and which sites
 may frame the pages. The requester side (publish, sync, approve, reject, bonus, expire,
 status) is what commands and the console call; each returns a :class:`Result` of lines.
 A participant's panel id is an identifier, never a secret: no hook may treat it as one.
@@ -111,6 +112,10 @@ class RecruitmentProvider:
 
     def handback(self, lease: Lease) -> Handback | None:
         """How the worker of a submitted ``lease`` returns to the site (None: paste the code)."""
+        return None
+
+    def decline(self, *, study: Study, visitor: Visitor) -> Handback | None:
+        """Where a visitor who does not consent goes back to (None: nowhere, just leave)."""
         return None
 
     # --- requester side -----------------------------------------------------------------

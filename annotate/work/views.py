@@ -93,13 +93,16 @@ def _entry(
     request: HttpRequest, study: Study, visitor: Visitor, *, error: str = "", status: int = 200
 ) -> HttpResponse:
     """The entry page; ``error`` re-renders it with a message (and a 4xx ``status``)."""
+    decline = registry.provider_for(study).decline(study=study, visitor=visitor)
     context = {
         "study": study,
         "visitor": visitor,
         "example": example_image(study),
         "error": error,
+        "decline": decline,
     }
-    return _framed(render(request, "annotate/entry.html", context, status=status), study)
+    response = render(request, "annotate/entry.html", context, status=status)
+    return _framed(response, study)
 
 
 @worker_view
