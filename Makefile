@@ -33,7 +33,8 @@ browser-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 # Trains two small LeNet-5s, generates their stimuli, opens the demo study and serves it on
-# 127.0.0.1:8000 (Ctrl-C stops). DEMO_SERVE=0 stops after printing the worker link.
+# 127.0.0.1:8000 (Ctrl-C stops), with one job-queue worker on the folder broker (no server
+# needed) for what the console queues. DEMO_SERVE=0 stops after printing the worker link.
 # DEMO_SIMULATE=N adds N simulated workers' answers (marked simulated everywhere).
 DEMO_SERVE ?= 1
 DEMO_SIMULATE ?= 0
@@ -41,7 +42,9 @@ demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo --device cpu --simulate-workers $(DEMO_SIMULATE)
 	@if [ "$(DEMO_SERVE)" = 1 ]; then \
-		echo "serving on http://127.0.0.1:8000/ (Ctrl-C stops)"; \
+		$(VENV)/bin/celery -A config worker -Q gpu,cpu -c 1 -l warning > var/demo-worker.log 2>&1 & \
+		worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+		echo "serving on http://127.0.0.1:8000/ (Ctrl-C stops), with one job-queue worker beside it"; \
 		$(PY) manage.py runserver 127.0.0.1:8000 --noreload; fi
 
 # Everything: lint, format, layer contracts, types, and every test the machine supports (it

@@ -25,12 +25,6 @@ class StudyError(BlindspotError):
     code = "study_refused"
 
 
-class JobError(BlindspotError):
-    """A background job could not be started (already running, bad name, no log directory)."""
-
-    code, status = "job_refused", 409
-
-
 # --- what can go wrong for a worker ---------------------------------------------------------
 
 

@@ -188,15 +188,6 @@ CACHES = {
     )
 }
 
-# Console jobs (generating stimuli): "process" runs manage.py detached, logging to
-# BLINDSPOT_JOBS_DIR; "inline" runs it inside the request (tests, single-process setups).
-BLINDSPOT_CONSOLE_JOBS = os.environ.get("BLINDSPOT_CONSOLE_JOBS", "process")
-if BLINDSPOT_CONSOLE_JOBS not in ("process", "inline"):
-    raise ImproperlyConfigured(
-        f"BLINDSPOT_CONSOLE_JOBS must be 'process' or 'inline', got {BLINDSPOT_CONSOLE_JOBS!r}"
-    )
-BLINDSPOT_JOBS_DIR = Path(os.environ.get("BLINDSPOT_JOBS_DIR", VAR_DIR / "jobs"))
-
 # Amazon Mechanical Turk: sandbox unless MTURK_SANDBOX=0; MTURK_ENDPOINT_URL overrides the
 # requester endpoint (a local test endpoint); credentials come from the standard AWS chain.
 # PUBLIC_BASE_URL (https) is where MTurk's ExternalQuestion sends workers.
@@ -223,6 +214,55 @@ PROLIFIC_MIN_HOURLY = {
 # showing on the submissions (Prolific pays "in the following minutes"; pay is not idempotent).
 PROLIFIC_BONUS_SETTLE_HOURS = float(os.environ.get("PROLIFIC_BONUS_SETTLE_HOURS", "24"))
 
+# The job queue (Celery; docs/deployment.md). CELERY_BROKER_URL: Redis or RabbitMQ in production;
+# unset, a folder broker under var/celery for one host (a worker on this machine still runs the
+# jobs; commands without --queue run in-process as before). Tasks are acknowledged only when
+# they finish, so a job whose worker dies is delivered again (after the visibility timeout on
+# Redis) and resumes from its last checkpoint.
+CELERY_DIR = VAR_DIR / "celery"
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "").strip() or "filesystem://"
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {
+        "data_folder_in": str(CELERY_DIR / "queue"),
+        "data_folder_out": str(CELERY_DIR / "queue"),
+        "processed_folder": str(CELERY_DIR / "processed"),
+        "control_folder": str(CELERY_DIR / "control"),
+        "store_processed": False,
+    }
+    if CELERY_BROKER_URL.startswith("filesystem")
+    else {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
+)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True  # results live on the Job rows
+CELERY_TASK_DEFAULT_QUEUE = "cpu"
+CELERY_TASK_ROUTES = {
+    "blindspot.train": {"queue": "gpu"},
+    "blindspot.evaluate": {"queue": "gpu"},
+    "blindspot.attack": {"queue": "gpu"},
+    "blindspot.reproduce_cell": {"queue": "gpu"},
+    "blindspot.stimulus_chunk": {"queue": "gpu"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "expire-leases": {
+        "task": "blindspot.expire_leases",
+        "schedule": float(os.environ.get("BLINDSPOT_EXPIRE_LEASES_EVERY", "60")),
+    },
+    "sync-providers": {
+        "task": "blindspot.sync_providers",
+        "schedule": float(os.environ.get("BLINDSPOT_SYNC_PROVIDERS_EVERY", "300")),
+    },
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A training run whose process gave no sign of life for this long may be taken over by another
+# delivery of its task (which resumes it from the last checkpoint).
+BLINDSPOT_RUN_STALE_SECONDS = float(os.environ.get("BLINDSPOT_RUN_STALE_SECONDS", "120"))
+if CELERY_BROKER_URL.startswith("filesystem"):
+    for _sub in ("queue", "processed", "control"):
+        (CELERY_DIR / _sub).mkdir(parents=True, exist_ok=True)
+
 REST_FRAMEWORK = {
     # Token first: an anonymous request then gets 401 with "WWW-Authenticate: Token" (DRF
     # takes the header from the first class); a logged-in staff session still works.
@@ -244,7 +284,7 @@ REST_FRAMEWORK = {
 # The staff API's OpenAPI schema (/api/schema/) and Swagger UI (/api/docs/), both staff only.
 SPECTACULAR_SETTINGS = {
     "TITLE": "Blindspot staff API",
-    "DESCRIPTION": "Read-only models, stimulus sets, stimuli, studies, results and exports.",
+    "DESCRIPTION": "Read-mostly models, stimulus sets, stimuli, studies, results and exports.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["annotate.staffapi.permissions.IsStaff"],

@@ -167,6 +167,20 @@ TABLES: dict[str, Table] = {t.name: t for t in (TABLE_3_1, TABLE_4_1, TABLE_5_1)
 
 # A preset scales the grid: training images and epochs, evaluation images, attack budgets.
 PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds per cell: the machinery (job queue, collection), never a claim about the thesis.
+    "tiny": {
+        "train_limit": 200,
+        "epochs": 2,
+        "eval_limit": 10,
+        "attack_overrides": {
+            "deepfool": {"steps": 5},
+            "cw": {"binary_steps": 1, "steps": 5, "initial_const": 1.0},
+            "hc": {"steps": 5},
+            "pdpgd": {"steps": 5},
+            "pdgd": {"steps": 5},
+        },
+        "defense_overrides": {"pgd": {"steps": 2}},
+    },
     "smoke": {
         "train_limit": 2000,
         "epochs": 2,  # the critic pre-trains for one epoch, so two is its minimum

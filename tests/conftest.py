@@ -16,7 +16,6 @@ def isolated_files(settings, tmp_path, monkeypatch):
 
     settings.BLINDSPOT_RUNS_DIR = tmp_path / "runs"
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.BLINDSPOT_JOBS_DIR = tmp_path / "jobs"
     cache.clear()  # cached study results must not outlive the test that made them
     field = TrainedModel._meta.get_field("checkpoint")
     monkeypatch.setattr(field, "storage", FileSystemStorage(location=tmp_path / "artifacts"))

@@ -16,7 +16,6 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.core.management.base import CommandError
 from django.http import (
     FileResponse,
     Http404,
@@ -38,15 +37,15 @@ from annotate.analysis.responses import OUTCOMES
 from annotate.analysis.results import study_results_cached
 from annotate.analysis.selectors import study_responses
 from annotate.console.forms import CreateStudyForm, GenerateStimuliForm
-from annotate.console.jobs import job_log, job_start
-from annotate.errors import JobError
-from annotate.models import Condition, Stimulus, StimulusSet, Study
+from annotate.models import Condition, Stimulus, Study
 from annotate.providers.registry import providers
+from annotate.stimuli.queueing import stimulus_set_queue
 from annotate.stimuli.selectors import stimulus_sets_with_progress
 from annotate.studies.creation import study_create
 from annotate.studies.lifecycle import study_close, study_open
 from robustness.errors import BlindspotError
-from robustness.registry.models import TrainedModel
+from robustness.registry import jobs
+from robustness.registry.models import Job, TrainedModel
 
 SAMPLES_PER_CONDITION = 4
 
@@ -65,12 +64,24 @@ def metrics_rows(metrics: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 @staff_member_required
 def home(request: HttpRequest) -> HttpResponse:
-    """Every study with its live progress, every stimulus set, every model."""
+    """Every study with its live progress, every stimulus set (with its latest job), every
+    model, and how many jobs are queued or running."""
     studies = list(studies_with_counts())
     progress = study_progress(studies=studies)
     rows = [{"study": s, **progress[s.pk]} for s in studies]
     models = TrainedModel.objects.only("name", "arch", "defense", "status")
-    context = {"rows": rows, "sets": stimulus_sets_with_progress(), "models": models}
+    sets = stimulus_sets_with_progress()
+    set_jobs = dict(  # the newest "stimuli" job of each set wins
+        Job.objects.filter(kind="stimuli", parent__isnull=True, label__in=[s["name"] for s in sets])
+        .order_by("created", "id")
+        .values_list("label", "pk")
+    )
+    context = {
+        "rows": rows,
+        "sets": [{**s, "job": set_jobs.get(s["name"])} for s in sets],
+        "models": models,
+        "active_jobs": jobs.active_jobs().filter(parent__isnull=True).count(),
+    }
     return render(request, "console/home.html", context)
 
 
@@ -90,39 +101,31 @@ def live_progress(request: HttpRequest) -> JsonResponse:
 
 @staff_member_required
 def stimuli_new(request: HttpRequest) -> HttpResponse:
-    """The generate_stimuli form; a valid request starts the command as a background job."""
+    """The generate_stimuli form; a valid request is queued as jobs, followed on the job's page."""
     form = GenerateStimuliForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         request_ = form.cleaned_data["request"]
-        name = request_.set_name
         try:
-            how = job_start(name, [*request_.argv(), "--no-progress"])
-        except (JobError, CommandError) as exc:
-            messages.error(request, f"{name}: {exc}")
+            parent = stimulus_set_queue(request=request_, chunks=None)
+        except BlindspotError as exc:  # the broker is down, or the set cannot be replaced
+            messages.error(request, f"{request_.set_name}: {exc}")
         else:
-            done = "finished" if how == "inline" else "started; progress below"
-            messages.success(request, f"generating {name}: {done}")
-            return HttpResponseRedirect(reverse("console:home"))
+            messages.success(
+                request,
+                f"generating {request_.set_name}: {parent.progress_total} chunk(s) of "
+                f"{parent.params['images']} images queued",
+            )
+            return HttpResponseRedirect(reverse("console:job", args=[parent.pk]))
     context = {
         "form": form,
         "heading": "Generate stimuli",
-        "intro": "Runs manage.py generate_stimuli in the background: the high-confidence "
-        "targeted attack through the 8-bit view of the model, then the control sets. "
-        "Progress shows on the home page; starting the same set again resumes it.",
-        "submit": "Start",
+        "intro": "Queues the set on the job queue (as manage.py generate_stimuli --queue does): "
+        "the high-confidence targeted attack through the 8-bit view of the model, in chunks "
+        "that workers take, then the control sets. Progress shows on the jobs page; queueing "
+        "the same set again resumes it.",
+        "submit": "Queue",
     }
     return render(request, "console/form.html", context)
-
-
-@staff_member_required
-def set_log(request: HttpRequest, name: str) -> HttpResponse:
-    """The tail of a console-started generation job's log, as plain text."""
-    get_object_or_404(StimulusSet, name=name)
-    try:
-        text = job_log(name) or "(no log: this set was not generated from the console)"
-    except JobError as exc:
-        raise Http404(str(exc)) from exc
-    return HttpResponse(text, content_type="text/plain; charset=utf-8")
 
 
 @staff_member_required

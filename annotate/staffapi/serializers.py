@@ -1,4 +1,5 @@
-"""Output serializers of the staff API: models, stimulus sets, stimuli, studies with progress.
+"""Output serializers of the staff API: models, stimulus sets, stimuli, studies with progress,
+jobs with their children, and the shape of a refusal.
 
 Staff only: these name labels, targets, models, defenses and conditions. Related rows are read
 through ``select_related``/``prefetch_related`` and counts through annotations made by the
@@ -11,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate.models import Condition, Stimulus, StimulusSet, Study
-from robustness.registry.models import TrainedModel
+from robustness.registry.models import Job, TrainedModel
 
 MODEL_FIELDS = (
     "name",
@@ -172,3 +173,69 @@ class StudySerializer(serializers.ModelSerializer):
         """The study's counts from :func:`annotate.analysis.progress.study_progress` (batched
         per page), under the same names."""
         return ProgressSerializer(self.context["progress"][study.pk]).data
+
+
+JOB_FIELDS = (
+    "id",
+    "kind",
+    "label",
+    "state",
+    "queue",
+    "progress_done",
+    "progress_total",
+    "host",
+    "device",
+    "attempts",
+    "error",
+    "created",
+    "started",
+    "finished",
+    "heartbeat",
+)
+
+
+class JobChildSerializer(serializers.ModelSerializer):
+    """A child of a fan-out (a chunk, a cell): its state, progress, where it ran, its error."""
+
+    class Meta:
+        model = Job
+        fields = JOB_FIELDS
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A job in a list: state, progress, host and device, timings; its parent and how many
+    children it has (a fan-out's parent counts its children in ``progress_*``)."""
+
+    parent = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    children_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Job
+        fields = (*JOB_FIELDS, "parent", "children_count")
+
+
+class JobDetailSerializer(JobSerializer):
+    """One job with its parameters, result, log tail and a summary of each child."""
+
+    children = JobChildSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Job
+        fields = (
+            *JOB_FIELDS,
+            "parent",
+            "children_count",
+            "task_id",
+            "params",
+            "result",
+            "log",
+            "children",
+        )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """A refusal: a stable code, a one-line message and what to do about it."""
+
+    error = serializers.CharField(help_text="a stable code, e.g. queue_unavailable")
+    detail = serializers.CharField()
+    hint = serializers.CharField(allow_blank=True)

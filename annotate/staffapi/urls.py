@@ -17,6 +17,7 @@ router.register("stimulus-sets", staff_api.StimulusSetViewSet, basename="stimulu
 router.register("sets", staff_api.StimulusSetViewSet, basename="set")
 router.register("stimuli", staff_api.StimulusViewSet, basename="stimulus")
 router.register("studies", staff_api.StudyViewSet, basename="study")
+router.register("jobs", staff_api.JobViewSet, basename="job")
 
 # The schema and its UI answer GET and HEAD only, refused before DRF renders anything (its
 # HTML renderer would otherwise read the body of a forged POST while drawing the 405 page).

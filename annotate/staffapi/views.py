@@ -1,4 +1,5 @@
-"""Staff API: read-only models, stimulus sets, stimuli and studies, plus results and exports.
+"""Staff API: read-only models, stimulus sets, stimuli and studies, plus results and exports;
+jobs of the queue, with cancel and retry.
 
 Token or session authentication, active staff only
 (:class:`~annotate.staffapi.permissions.IsStaff`). Views are thin: query parameters go through
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
@@ -29,6 +30,9 @@ from annotate.analysis.selectors import study_responses
 from annotate.models import Stimulus, StimulusSet, Study
 from annotate.staffapi.permissions import IsStaff
 from annotate.staffapi.serializers import (
+    ErrorSerializer,
+    JobDetailSerializer,
+    JobSerializer,
     StimulusSerializer,
     StimulusSetSerializer,
     StudySerializer,
@@ -36,7 +40,8 @@ from annotate.staffapi.serializers import (
     TrainedModelSerializer,
 )
 from robustness.errors import BlindspotError
-from robustness.registry.models import NAME_PATTERN, TrainedModel
+from robustness.registry import jobs
+from robustness.registry.models import NAME_PATTERN, Job, TrainedModel
 
 NAME_REGEX = NAME_PATTERN.strip("^$")  # names may hold dots, so no format suffixes on routes
 MAX_BOOTSTRAP = 10_000
@@ -115,6 +120,13 @@ class StudyFilter(serializers.Serializer):
 
     status = serializers.ChoiceField(Study.Status.choices, required=False)
     set = serializers.CharField(required=False, help_text="studies with this stimulus set")
+
+
+class JobFilter(serializers.Serializer):
+    """Query parameters of the job list."""
+
+    state = serializers.ChoiceField(Job.State.choices, required=False)
+    kind = serializers.CharField(required=False, help_text="e.g. stimuli, stimulus_chunk, train")
 
 
 class ResultsQuery(serializers.Serializer):
@@ -264,3 +276,51 @@ class StudyViewSet(StaffViewSet):
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
+
+
+JOB_REFUSALS = {
+    400: OpenApiResponse(ErrorSerializer, description="refused, e.g. the job is not failed"),
+    503: OpenApiResponse(ErrorSerializer, description="the job queue's broker is unreachable"),
+}
+
+
+@extend_schema_view(list=extend_schema(parameters=[JobFilter]))
+class JobViewSet(StaffViewSet):
+    """Jobs of the queue by id, newest first, filterable by state and kind; the detail adds
+    parameters, result, log tail and each child's summary. Cancel and retry are actions."""
+
+    filter_class = JobFilter
+
+    def get_queryset(self) -> QuerySet[Job]:
+        queryset = Job.objects.annotate(children_count=Count("children")).order_by(
+            "-created", "-id"
+        )
+        if self.action == "list":
+            return queryset.defer("params", "result", "log")
+        children = Job.objects.order_by("id").defer("params", "result", "log")
+        return queryset.prefetch_related(Prefetch("children", queryset=children))
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        return JobSerializer if self.action == "list" else JobDetailSerializer
+
+    def _detail(self, job: Job) -> Response:
+        return Response(JobDetailSerializer(self.get_queryset().get(pk=job.pk)).data)
+
+    @extend_schema(request=None, responses={200: JobDetailSerializer})
+    @action(detail=True, methods=["post"], pagination_class=None)
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Cancel the job and its unfinished children (running ones stop at their next step);
+        a finished job is left as it is."""
+        job = self.get_object()
+        if job.state not in Job.FINISHED:
+            jobs.job_cancel(job)
+        return self._detail(job)
+
+    @extend_schema(request=None, responses={200: JobDetailSerializer, **JOB_REFUSALS})
+    @action(detail=True, methods=["post"], pagination_class=None)
+    def retry(self, request: Request, pk: str) -> Response:
+        """Send a failed or cancelled job (a parent: its failed and cancelled children) again."""
+        job = self.get_object()
+        jobs.broker_check()  # before job_retry marks anything queued
+        jobs.job_retry(job)
+        return self._detail(job)

@@ -59,12 +59,15 @@ def stimulus_set_generate(
     request: StimulusRequest,
     device: str | None = None,
     progress: Progress | None = None,
+    span: tuple[int, int] | None = None,
 ) -> StimulusSet:
     """Generate, continue or (when complete) return the set a request names, then its controls.
 
     Chunks of ``request.batch_size`` are committed as they finish, and ``progress(name, done,
     total)`` is called at the start and after each chunk. The same name with other parameters
-    is refused unless ``request.replace``.
+    is refused unless ``request.replace``. ``span = (lo, hi)`` attacks only those source
+    indices (one chunk of a job-queue fan-out): the set is done, and its controls made, when the
+    chunk that completes it lands.
     """
     model = stimulus_set_check(request=request)
     row = StimulusSet.objects.select_related("model").filter(name=request.set_name).first()
@@ -72,7 +75,11 @@ def stimulus_set_generate(
         stimulus_set_delete(row=row)
         row = None
     if row is None or not is_complete(row, row.progress_total):
-        row = _fill_adversarial(model, request.set_name, row, request.params(), device, progress)
+        row = _fill_adversarial(
+            model, request.set_name, row, request.params(), device, progress, span
+        )
+    if span is not None and not is_complete(row, row.progress_total):
+        return row  # other chunks are still on their way; the last one makes the controls
     if request.controls:
         control_sets_generate(parent=row, kinds=request.controls, device=device, progress=progress)
     return row
@@ -85,21 +92,25 @@ def _fill_adversarial(
     params: dict[str, Any],
     device: str | None,
     progress: Progress | None,
+    span: tuple[int, int] | None = None,
 ) -> StimulusSet:
-    """Attack the source images the set does not have yet, one committed chunk at a time."""
+    """Attack the source images the set does not have yet (of ``span``, if given), one
+    committed chunk at a time."""
     loaded = sources_load(model, params["split"], device)
     loaded.split = loaded.split.limit(params["limit"])
     n = len(loaded.split)
     if row is None:
-        row = StimulusSet.objects.create(
+        row, _ = StimulusSet.objects.get_or_create(  # chunks of one set may start together
             name=name,
-            kind=StimulusSet.Kind.ADVERSARIAL,
-            model=model,
-            split=params["split"],
-            params=params,
-            weights_sha256=model.weights_sha256,
-            seed=params["seed"],
-            progress_total=n,
+            defaults=dict(
+                kind=StimulusSet.Kind.ADVERSARIAL,
+                model=model,
+                split=params["split"],
+                params=params,
+                weights_sha256=model.weights_sha256,
+                seed=params["seed"],
+                progress_total=n,
+            ),
         )
     row.device = runtime.describe_device(loaded.device)
     row.save(update_fields=["device", "updated"])
@@ -115,7 +126,7 @@ def _fill_adversarial(
     targets = None
     if params["target"] == "random":
         targets = _random_targets(loaded.split.y, loaded.num_classes, params["seed"])
-    sources = np.arange(n)
+    sources = np.arange(n) if span is None else np.arange(max(0, span[0]), min(n, span[1]))
     missing = sources[~np.isin(sources, done_sources(row))]
     size = params["batch_size"]
 
@@ -131,7 +142,7 @@ def _fill_adversarial(
             if progress is not None:
                 progress(row.name, row.progress_done, n)
 
-    run_guarded(row, work)
+    run_guarded(row, work, complete=lambda: row.stimuli.count() >= n)
     return row
 
 

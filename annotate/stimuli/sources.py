@@ -48,3 +48,9 @@ def sources_load(model: TrainedModel, split: str, device: str | None) -> Loaded:
     net = network_load(model, torch_device)
     dataset = dataset_load(model.dataset)
     return Loaded(net, getattr(dataset, split), dataset.num_classes, torch_device)
+
+
+def source_count(model: TrainedModel, split: str, limit: int | None) -> int:
+    """How many source images a set of ``model`` on ``split`` (first ``limit``) attacks."""
+    n = len(getattr(dataset_load(model.dataset), split))
+    return min(n, limit) if limit else n

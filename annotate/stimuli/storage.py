@@ -66,8 +66,11 @@ def stimulus_rows(row: StimulusSet, columns: dict[str, list]) -> list[Stimulus]:
     ]
 
 
-def run_guarded(row: StimulusSet, work: Callable[[], None]) -> None:
-    """Run ``work`` with ``row`` running and record how it ended: done, interrupted or failed.
+def run_guarded(
+    row: StimulusSet, work: Callable[[], None], complete: Callable[[], bool] | None = None
+) -> None:
+    """Run ``work`` with ``row`` running and record how it ended: done (when ``complete()``
+    says so: a chunk may leave the set to its other chunks), interrupted or failed.
 
     A failure is re-raised as StimulusError (one line, naming the set); Ctrl-C as itself.
     """
@@ -81,7 +84,8 @@ def run_guarded(row: StimulusSet, work: Callable[[], None]) -> None:
         text = f"{type(exc).__name__}: {exc}"
         row.mark(StimulusSet.Status.FAILED, text)
         raise StimulusError(f"set {row.name} failed: {text}; run it again to resume") from exc
-    row.mark(StimulusSet.Status.DONE)
+    if complete is None or complete():
+        row.mark(StimulusSet.Status.DONE)
 
 
 def done_sources(row: StimulusSet) -> np.ndarray:

@@ -76,3 +76,66 @@ class TrainedModel(TracksRun, models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.arch}/{self.defense}, {self.status})"
+
+
+class Job(models.Model):
+    """One unit of work sent to the job queue (or run in-process): what, where, how far.
+
+    Tasks carry only a job's id; the row holds the parameters (names and ids, never local
+    paths), the state, progress, the host and device that ran it, timings, a log tail and the
+    error. A fan-out (a reproduction grid, a stimulus set in chunks) is a parent job whose
+    children are the cells; the parent is done when every child is.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    FINISHED = (State.DONE, State.FAILED, State.CANCELLED)
+
+    kind = models.CharField(max_length=40, db_index=True)
+    label = models.CharField(max_length=200, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    queue = models.CharField(max_length=40, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    task_id = models.CharField(max_length=64, blank=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    host = models.CharField(max_length=200, blank=True)
+    device = models.CharField(max_length=80, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    log = models.TextField(blank=True, help_text="the last lines the job wrote")
+    error = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["state", "kind"])]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} {self.kind} {self.label} ({self.state})"
+
+
+class RunLock(models.Model):
+    """Who is running the work named ``key`` (a model's training, a cell) and when it last
+    showed life: one live run per key, whatever the queue delivers twice."""
+
+    key = models.CharField(max_length=200, unique=True)
+    runner = models.CharField(max_length=200, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+    runs = models.PositiveIntegerField(
+        default=0, help_text="how many times a process started (or took over) this work"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.runner or 'free'})"

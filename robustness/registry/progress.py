@@ -86,3 +86,20 @@ class Bars:
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
+
+
+def wait_with_bar(job: Any, *, disable: bool = False) -> Any:
+    """Wait for a queued job (a parent: all its cells) with a tqdm bar; its final row."""
+    from robustness.registry.jobs import job_wait
+
+    bar = tqdm(total=None, unit="job", desc=f"job {job.pk}", disable=disable, dynamic_ncols=True)
+    try:
+
+        def show(done: int, total: int) -> None:
+            bar.total = total or None
+            bar.n = done
+            bar.refresh()
+
+        return job_wait(job, on_progress=show)
+    finally:
+        bar.close()

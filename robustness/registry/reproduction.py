@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from robustness import attacks, evaluation, load_model
+from robustness.errors import ConfigError
 from robustness.registry.files import checkpoint_file, dataset_load, device_for
 from robustness.registry.models import TrainedModel
 from robustness.registry.services import model_train
@@ -85,6 +86,62 @@ def measure(
     raise ValueError(f"unknown column kind {column.kind!r}")
 
 
+def grid(
+    table_name: str,
+    runs: int = 1,
+    *,
+    networks: Sequence[str] | None = None,
+    defenses: Sequence[str] | None = None,
+) -> list[tuple[str, str, int]]:
+    """The cells of a table: (network, row label, run), in the order they are reported;
+    ``networks`` and ``defenses`` (row labels) keep a part of it. Unknown names are refused."""
+    table = TABLES[table_name]
+    archs = list(networks or table.archs)
+    labels = list(defenses or [row.label for row in table.rows])
+    unknown = [a for a in archs if a not in table.archs] + [
+        d for d in labels if d not in {row.label for row in table.rows}
+    ]
+    if unknown:
+        known = ", ".join([*table.archs, *(row.label for row in table.rows)])
+        raise ConfigError(f"{table_name} has no {', '.join(unknown)} (it has {known})")
+    return [
+        (arch, row.label, run)
+        for run in range(runs)
+        for arch in table.archs
+        for row in table.rows
+        if arch in archs and row.label in labels
+    ]
+
+
+def reproduce_cell(
+    *,
+    table_name: str,
+    preset_name: str,
+    arch: str,
+    row_label: str,
+    run: int,
+    epochs: int | None = None,
+    device: str | None = None,
+    dataset: str = "mnist",
+    callbacks: Callable[[str], Callbacks | None] | None = None,
+    test_cache: dict[str, Any] | None = None,
+) -> Cell:
+    """Train (or resume, or reuse) one cell's model and measure it (or read its measures)."""
+    table = TABLES[table_name]
+    preset = PRESETS[preset_name]
+    row = next((r for r in table.rows if r.label == row_label), None)
+    if row is None or arch not in table.archs:
+        raise ValueError(f"{table_name} has no cell {arch}/{row_label}")
+    torch_device = device_for(device)
+    eval_limit = preset["eval_limit"] or table.eval_limit
+    name = cell_name(table, preset_name, arch, row, run)
+    config = cell_config(table, preset, arch, row, run, epochs, dataset)
+    entry = _trained(name, config, torch_device, callbacks)
+    cache = {} if test_cache is None else test_cache
+    values = _measured(entry, table, preset, eval_limit, torch_device, cache)
+    return Cell(arch, row, run, name, values)
+
+
 def reproduce(
     *,
     table_name: str,
@@ -95,25 +152,36 @@ def reproduce(
     dataset: str = "mnist",
     on_cell: Callable[[Cell], None] | None = None,
     callbacks: Callable[[str], Callbacks | None] | None = None,
+    networks: Sequence[str] | None = None,
+    defenses: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Train and measure every cell of ``table_name`` ``runs`` times; return the aggregate."""
+    """Train and measure every cell of ``table_name`` ``runs`` times; return the aggregate.
+
+    Cells already trained and measured (in-process, or by the job queue's workers) are read
+    back, so the same call collects a grid the queue computed.
+    """
     table = TABLES[table_name]
     preset = PRESETS[preset_name]
     torch_device = device_for(device)
     eval_limit = preset["eval_limit"] or table.eval_limit
     cells: list[Cell] = []
     test_cache: dict[str, Any] = {}
-    for run in range(runs):
-        for arch in table.archs:
-            for row in table.rows:
-                name = cell_name(table, preset_name, arch, row, run)
-                config = cell_config(table, preset, arch, row, run, epochs, dataset)
-                entry = _trained(name, config, torch_device, callbacks)
-                values = _measured(entry, table, preset, eval_limit, torch_device, test_cache)
-                cell = Cell(arch, row, run, name, values)
-                cells.append(cell)
-                if on_cell:
-                    on_cell(cell)
+    for arch, row_label, run in grid(table_name, runs, networks=networks, defenses=defenses):
+        cell = reproduce_cell(
+            table_name=table_name,
+            preset_name=preset_name,
+            arch=arch,
+            row_label=row_label,
+            run=run,
+            epochs=epochs,
+            device=device,
+            dataset=dataset,
+            callbacks=callbacks,
+            test_cache=test_cache,
+        )
+        cells.append(cell)
+        if on_cell:
+            on_cell(cell)
     return aggregate(table, cells, preset_name, runs, str(torch_device), eval_limit)
 
 
@@ -180,6 +248,8 @@ def aggregate(
         rows = {}
         for row in table.rows:
             mine = [c for c in cells if c.arch == arch and c.row.label == row.label]
+            if not mine:
+                continue  # a part of the grid (--network, --defense) was asked for
             entry = {}
             for i, column in enumerate(table.columns):
                 values = [
@@ -195,7 +265,8 @@ def aggregate(
                     "thesis": thesis[i] if thesis else None,
                 }
             rows[row.label] = {"models": [c.model for c in mine], "values": entry}
-        out["networks"][arch] = rows
+        if rows:
+            out["networks"][arch] = rows
     return out
 
 

@@ -1,5 +1,6 @@
-// Console live progress: size the bars from their data-width, then poll the progress
-// endpoint every few seconds (while the tab is visible) and move the bars and counts.
+// Console live progress: size the bars from their data-width, then poll the page's JSON
+// endpoint (data-live, every data-period ms, 5 s by default) while the tab is visible and move
+// the bars, counts and fields of its rows: studies, stimulus sets and jobs.
 (function () {
   "use strict";
   var PERIOD_MS = 5000;
@@ -19,7 +20,8 @@
       var value = counts[cell.dataset.field];
       if (value === undefined) return;
       cell.textContent = value;
-      if (cell.dataset.field === "status") cell.className = "status " + value;
+      var field = cell.dataset.field;
+      if (field === "status" || field === "state") cell.className = "status " + value;
     });
     row.querySelectorAll("[data-seg]").forEach(function (seg) {
       var value = pct[seg.dataset.seg];
@@ -33,12 +35,18 @@
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then(function (data) {
         root.querySelectorAll("[data-study]").forEach(function (row) {
-          var s = data.studies[row.dataset.study];
+          var s = (data.studies || {})[row.dataset.study];
           if (s) fill(row, s, s.pct);
         });
         root.querySelectorAll("[data-set]").forEach(function (row) {
-          var s = data.sets[row.dataset.set];
+          var s = (data.sets || {})[row.dataset.set];
           if (s) fill(row, s, { done: s.pct });
+        });
+        var jobs = Object.assign({}, data.jobs, data.children);
+        if (data.job) jobs[data.job.id] = data.job;
+        root.querySelectorAll("[data-job]").forEach(function (row) {
+          var j = jobs[row.dataset.job];
+          if (j) fill(row, j, { done: j.pct });
         });
         root.dataset.updated = new Date().toISOString();
       })
@@ -48,5 +56,6 @@
   size(document);
   var root = document.querySelector("[data-live]");
   if (!root) return;
-  setInterval(function () { refresh(root); }, PERIOD_MS);
+  var period = parseInt(root.dataset.period, 10) || PERIOD_MS;
+  setInterval(function () { refresh(root); }, period);
 })();

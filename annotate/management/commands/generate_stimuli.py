@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from annotate.models import StimulusSet
 from annotate.stimuli.adversarial import stimulus_set_generate
+from annotate.stimuli.queueing import MOST_CHUNKS, stimulus_set_queue
 from annotate.stimuli.requests import ATTACK, SPLITS, TARGETS, StimulusRequest
 from robustness import runtime
 from robustness.registry.cli import BlindspotCommand, entity_option, positive_int
@@ -41,9 +42,22 @@ class Command(BlindspotCommand):
         parser.add_argument("--steps", type=positive_int, default=ATTACK.steps)
         parser.add_argument("--replace", action="store_true", help="regenerate an existing set")
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="split the sources over the job queue's workers (prints the job id)",
+        )
+        parser.add_argument(
+            "--chunks", type=positive_int, default=None, help="with --queue: how many (default 4)"
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         request = request_from_options(opts)
+        if opts["chunks"] and not opts["queue"]:
+            raise CommandError("--chunks goes with --queue")
+        if opts["queue"]:
+            self.queue(request, opts)
+            return
         bars = Bars(disable=opts["no_progress"])
         try:
             stimulus_set_generate(request=request, device=opts["device"], progress=bars)
@@ -58,6 +72,18 @@ class Command(BlindspotCommand):
                 f"{row.name} ({row.kind}): {total} stimuli, {hits} reach the target as shown "
                 f"(8-bit), on {row.device}"
             )
+
+    def queue(self, request: StimulusRequest, opts: dict[str, Any]) -> None:
+        """One job per span of source images under a parent job; the set is complete when
+        every chunk has landed (the last one makes the controls)."""
+        parent = stimulus_set_queue(
+            request=request, chunks=opts["chunks"] or MOST_CHUNKS, device=opts["device"]
+        )
+        self.stdout.write(
+            f"job {parent.pk}: {parent.progress_total} chunks of {request.set_name} "
+            f"({parent.params['images']} images) queued "
+            f"— follow it with `manage.py jobs wait {parent.pk}` or on the console's jobs page"
+        )
 
 
 def request_from_options(opts: dict[str, Any]) -> StimulusRequest:

@@ -1,17 +1,13 @@
-"""The console's forms: generating stimuli as a job, creating a study, and who may use them."""
+"""The console's forms: queueing a stimulus set as jobs, creating a study, who may use them."""
 
 from __future__ import annotations
-
-import os
-import time
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from annotate.console.jobs import job_log, job_running, job_start
-from annotate.errors import JobError
 from annotate.models import StimulusSet, Study
+from robustness.registry.models import Job
 from tests.annotate.factories import make_model_row, make_set
 from tests.annotate.factories import register_tiny_model as register
 
@@ -39,38 +35,87 @@ def test_forms_refuse_anonymous_and_non_staff(client, name):
     assert not Study.objects.exists() and not StimulusSet.objects.exists()
 
 
-def test_generate_form_runs_the_command_and_the_home_page_shows_the_set(
+GENERATE = {
+    "model": "tiny",
+    "name": "tiny.web-v1",
+    "split": "test",
+    "target": "closest",
+    "confidence": "original",
+    "controls": ["clean", "noise"],
+    "seed": 0,
+    "steps": 50,
+}
+
+
+@pytest.fixture
+def memory_broker(settings):
+    """The real Celery app on kombu's in-memory transport (no worker: messages wait there)."""
+    from config.celery import app
+
+    settings.CELERY_BROKER_URL = "memory://"
+    app.close()  # a pooled connection to an earlier test's broker must not be reused
+    yield app
+    drain(app)
+    app.close()
+
+
+def drain(app, queue: str = "gpu") -> list[tuple[str, list]]:
+    """Take every message off ``queue``: (task name, args) in order."""
+    out = []
+    with app.connection_for_write() as conn, conn.SimpleQueue(queue) as q:
+        while q.qsize():
+            message = q.get(block=False)
+            out.append((message.headers["task"], message.payload[0]))
+            message.ack()
+    return out
+
+
+def test_generate_form_queues_the_set_as_a_parent_and_its_chunks(
+    client, staff, tmp_path, memory_broker
+):
+    register(tmp_path)
+    response = client.post(reverse("console:stimuli-new"), GENERATE)
+    parent = Job.objects.get(parent__isnull=True)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("console:job", args=[parent.pk])
+    assert (parent.kind, parent.label, parent.state) == ("stimuli", "tiny.web-v1", "queued")
+    chunks = list(parent.children.order_by("id"))
+    assert [c.params["span"] for c in chunks] == [[0, 64], [64, 128]]  # 128 synthetic images
+    assert {c.kind for c in chunks} == {"stimulus_chunk"}
+    request = chunks[0].params["request"]
+    assert request["name"] == "tiny.web-v1" and request["controls"] == ["clean", "noise"]
+    assert request["steps"] == 50 and request["replace"] is False
+    assert all(c.task_id and c.queue == "gpu" for c in chunks)
+    sent = drain(memory_broker)
+    assert sent == [("blindspot.stimulus_chunk", [c.pk]) for c in chunks]
+    assert not StimulusSet.objects.exists()  # the workers make it
+    page = client.get(response["Location"]).content.decode()
+    assert "tiny.web-v1 [0, 64)" in page and "2 chunk(s) of 128 images queued" in page
+
+
+def test_generate_form_makes_fewer_chunks_for_a_small_set(client, staff, tmp_path, memory_broker):
+    register(tmp_path)
+    client.post(reverse("console:stimuli-new"), {**GENERATE, "limit": 6})
+    parent = Job.objects.get(parent__isnull=True)
+    assert [c.params["span"] for c in parent.children.all()] == [[0, 6]]
+    assert parent.params["images"] == 6 and parent.progress_total == 1
+
+
+def test_generate_form_with_the_broker_down_says_so_and_queues_nothing(
     client, staff, settings, tmp_path
 ):
-    settings.BLINDSPOT_CONSOLE_JOBS = "inline"
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     register(tmp_path)
-    form = {
-        "model": "tiny",
-        "name": "tiny.web-v1",
-        "split": "test",
-        "limit": 6,
-        "target": "closest",
-        "confidence": "original",
-        "controls": ["clean", "noise"],
-        "seed": 0,
-        "steps": 50,
-    }
-    response = client.post(reverse("console:stimuli-new"), form)
-    assert response.status_code == 302 and response["Location"] == reverse("console:home")
-    row = StimulusSet.objects.get(name="tiny.web-v1")
-    assert row.status == StimulusSet.Status.DONE and row.stimuli.count() == 6
-    assert row.params["steps"] == 50 and row.params["limit"] == 6
-    assert {c.name for c in row.controls.all()} == {"tiny.web-v1-clean", "tiny.web-v1-noise"}
-    home = client.get(reverse("console:home")).content.decode()
-    assert "tiny.web-v1-noise" in home
-    log = client.get(reverse("console:set-log", args=["tiny.web-v1"])).content.decode()
-    assert "tiny.web-v1 (adversarial): 6 stimuli" in log
-    live = client.get(reverse("console:progress")).json()["sets"]["tiny.web-v1"]
-    assert (live["done"], live["total"], live["status"]) == (6, 6, "done")
+    response = client.post(reverse("console:stimuli-new"), GENERATE, follow=True)
+    assert response.status_code == 200
+    shown = [str(m) for m in response.context["messages"]]
+    assert len(shown) == 1 and "the job queue at redis://127.0.0.1:1/0 is unreachable" in shown[0]
+    assert "Traceback" not in response.content.decode()
+    assert response.context["form"].data["name"] == "tiny.web-v1"  # kept for another try
+    assert not Job.objects.exists() and not StimulusSet.objects.exists()
 
 
-def test_generate_form_shows_errors_and_starts_nothing(client, staff, settings, tmp_path):
-    settings.BLINDSPOT_CONSOLE_JOBS = "inline"
+def test_generate_form_shows_errors_and_starts_nothing(client, staff, tmp_path, memory_broker):
     register(tmp_path)
     url = reverse("console:stimuli-new")
     base = {"model": "tiny", "split": "test", "target": "closest", "seed": 0, "steps": 50}
@@ -93,22 +138,7 @@ def test_generate_form_shows_errors_and_starts_nothing(client, staff, settings, 
         response.context["form"].errors
     )
     assert StimulusSet.objects.get(name="taken").stimuli.count() == 3
-
-
-def test_a_job_runs_detached_and_is_not_started_twice(settings, tmp_path):
-    settings.BLINDSPOT_CONSOLE_JOBS = "process"
-    (tmp_path / "jobs").mkdir()
-    (tmp_path / "jobs" / "busy.pid").write_text(str(os.getpid()))  # a live process
-    with pytest.raises(JobError, match="already running"):
-        job_start("busy", ["help"])
-    assert job_start("helper", ["help"]) == "process"  # manage.py help, then it exits
-    deadline = time.monotonic() + 60
-    while job_running("helper") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not job_running("helper")
-    assert "generate_stimuli" in job_log("helper")  # help lists the commands
-    with pytest.raises(JobError, match="letters"):
-        job_start("../etc", ["help"])
+    assert not Job.objects.exists() and drain(memory_broker) == []
 
 
 def test_create_study_form_makes_a_draft_and_shows_service_errors(client, staff):

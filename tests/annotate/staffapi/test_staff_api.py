@@ -238,6 +238,8 @@ def test_schema_validates_and_documents_only_the_staff_api(tmp_path):
     )
     paths = json.loads(out.read_text())["paths"]
     assert "/api/studies/{name}/results/" in paths and "/api/studies/{name}/export/" in paths
+    assert {"/api/jobs/", "/api/jobs/{id}/"} <= set(paths)
+    assert "post" in paths["/api/jobs/{id}/cancel/"] and "post" in paths["/api/jobs/{id}/retry/"]
     assert not any(p.startswith("/api/work/") for p in paths)
 
 
