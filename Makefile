@@ -81,6 +81,7 @@ bench: $(BENCH_STAMP)
 	$(PY) -m bench.train_bench --out bench/results/train.json
 	$(PY) -m bench.attack_bench --out bench/results/attacks.json
 	$(PY) -m bench.memory_bench --out bench/results/memory.json
+	$(PY) -m bench.queue_bench --out bench/results/queue.json
 
 LOADTEST_STAMP := $(VENV)/.loadtest-installed
 $(LOADTEST_STAMP): $(STAMP)

@@ -61,3 +61,24 @@ def pytest_collection_modifyitems(config, items):
         for marker, reason in reasons.items():
             if reason and item.get_closest_marker(marker):
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def memory_broker(settings):
+    """The real Celery app on kombu's in-memory transport (no worker: messages wait there)."""
+    from config.celery import app
+
+    settings.CELERY_BROKER_URL = "memory://"
+    app.close()  # a pooled connection to an earlier test's broker must not be reused
+    _drain(app)
+    yield app
+    _drain(app)
+    app.close()
+
+
+def _drain(app) -> None:
+    """Empty the in-memory queues (they live as long as the process)."""
+    with app.connection_for_write() as conn:
+        for name in ("gpu", "cpu"):
+            with conn.SimpleQueue(name) as queue:
+                queue.clear()

@@ -41,16 +41,54 @@ class _RegistryCallbacks(Callbacks):
         self.inner.on_step(**kw)
 
     def on_epoch_end(self, stats: EpochStats, history: list[dict[str, Any]]) -> None:
+        _share_checkpoint(self.row.name)
         self.row.epochs_done = stats.epoch
         self.row.history = history
         self.row.save(update_fields=["epochs_done", "history", "updated"])
         self.inner.on_epoch_end(stats, history)
 
 
+def artifact_storage() -> Any:
+    """The storage the registry's checkpoints live in (the ``artifacts`` alias)."""
+    return TrainedModel._meta.get_field("checkpoint").storage
+
+
+def shared_checkpoint_name(name: str) -> str:
+    """Where a run's per-epoch checkpoint is shared (the artifacts storage), for any host."""
+    return f"runs/{name}/last.pt"
+
+
+def _share_checkpoint(name: str) -> None:
+    """Copy the epoch's local checkpoint to the artifacts storage (replacing the last one), so
+    a run whose worker died resumes from it on any host."""
+    local = run_dir(name) / "last.pt"
+    storage = artifact_storage()
+    target = shared_checkpoint_name(name)
+    if storage.exists(target):
+        storage.delete(target)
+    with open(local, "rb") as handle:
+        storage.save(target, File(handle))
+
+
+def _fetch_checkpoint(name: str) -> bool:
+    """The shared per-epoch checkpoint into the local run folder, if one was shared."""
+    storage = artifact_storage()
+    target = shared_checkpoint_name(name)
+    if not storage.exists(target):
+        return False
+    local = run_dir(name) / "last.pt"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    with storage.open(target, "rb") as src, open(local, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return True
+
+
 def model_delete(*, row: TrainedModel) -> None:
-    """Remove a registry entry with its stored checkpoint and local run folder."""
+    """Remove a registry entry with its stored checkpoints and local run folder."""
     if row.checkpoint:
         row.checkpoint.delete(save=False)
+    if artifact_storage().exists(shared_checkpoint_name(row.name)):
+        artifact_storage().delete(shared_checkpoint_name(row.name))
     shutil.rmtree(run_dir(row.name), ignore_errors=True)
     row.delete()
 
@@ -64,6 +102,8 @@ def _prepare_resume(row: TrainedModel, epochs: int | None) -> TrainConfig:
             )
         config = TrainConfig.from_dict({**row.hyperparameters, "epochs": epochs})
     local = run_dir(row.name) / "last.pt"
+    if not local.exists() and _fetch_checkpoint(row.name):
+        return config  # another host's run died: continue from its last epoch
     if not local.exists() and row.checkpoint:
         # Resuming on another machine: fetch the stored checkpoint into the run folder.
         local.parent.mkdir(parents=True, exist_ok=True)

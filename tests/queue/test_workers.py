@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -90,6 +92,8 @@ def test_sigkill_mid_training_redelivers_and_resumes_bit_identically(cluster, se
     until(after_first_epoch, 180, "the first epoch's checkpoint")
     victim = cluster.name_of(int(job.host.rsplit(":", 1)[1]))
     cluster.kill(victim)
+    # As if the survivor were another host: no local run folder, only the shared checkpoint.
+    shutil.rmtree(Path(settings.BLINDSPOT_RUNS_DIR) / "victim", ignore_errors=True)
     job.refresh_from_db()
     assert job.state == Job.State.RUNNING  # it died with the worker, nobody said so
     until(lambda: Job.objects.get(pk=job.pk).state == Job.State.DONE, 240, "redelivery")

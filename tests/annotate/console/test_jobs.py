@@ -26,18 +26,6 @@ def staff(client):
     return user
 
 
-@pytest.fixture
-def memory_broker(settings):
-    """The real Celery app on kombu's in-memory transport (no worker: messages wait there)."""
-    from config.celery import app
-
-    settings.CELERY_BROKER_URL = "memory://"
-    app.close()  # a pooled connection to an earlier test's broker must not be reused
-    yield app
-    sent(app)
-    app.close()
-
-
 def sent(app, queue: str = "gpu") -> list[int]:
     """Take every message off ``queue``: the job ids they carry, in order."""
     ids = []

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from robustness import data, defenses, nets, runtime
+from robustness.registry import jobs
 from robustness.registry.cli import (
     BlindspotCommand,
     entity_option,
@@ -16,6 +17,7 @@ from robustness.registry.cli import (
     positive_int,
     write_json,
 )
+from robustness.registry.models import TrainedModel
 from robustness.registry.progress import TqdmCallbacks
 from robustness.registry.services import model_train
 from robustness.training import SCHEDULES, TrainConfig
@@ -64,6 +66,33 @@ class Command(BlindspotCommand):
             "--json", type=Path, metavar="PATH", help="write the result as one JSON object to PATH"
         )
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="train on a job-queue worker instead (prints the job id; docs/deployment.md)",
+        )
+
+    def _queue(self, config: TrainConfig | None, opts: dict[str, Any]) -> None:
+        """Send the run as a job; a worker trains it (or resumes it, from its checkpoint)."""
+        name = opts["model"]
+        existing = TrainedModel.objects.filter(name=name).first()
+        if existing is not None and not opts["resume"]:
+            raise CommandError(
+                f"a model named {name!r} already exists; --resume continues it on a worker"
+                + ("" if not opts["replace"] else " (--replace is not queued: delete it first)")
+            )
+        if existing is None and opts["resume"]:
+            raise CommandError(f"no model named {name!r} to resume")
+        params: dict[str, Any] = {"name": name, "device": opts["device"]}
+        if config is not None:
+            params["config"] = config.to_dict()
+        if opts["epochs"] and opts["resume"]:
+            params["epochs"] = opts["epochs"]
+        job = jobs.job_create(kind="train", params=params, label=name)
+        jobs.jobs_send([job])
+        self.stdout.write(
+            f"job {job.pk}: {name} queued — `manage.py jobs wait {job.pk}` follows it"
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         config = None if opts["resume"] else self._config(opts)
@@ -87,6 +116,9 @@ class Command(BlindspotCommand):
                 raise CommandError(
                     f"--resume takes the configuration from the registry; drop {', '.join(given)}"
                 )
+        if opts["queue"]:
+            self._queue(config, opts)
+            return
         progress = TqdmCallbacks(
             batch_size=(config.batch_size if config else 100), disable=opts["no_progress"]
         )
