@@ -16,15 +16,17 @@ def cluster(tmp_path, settings):
     from config.celery import app
 
     redis.Redis.from_url(BROKER).flushdb()
-    saved = app.conf.broker_url, app.conf.broker_transport_options
-    app.conf.broker_url = settings.CELERY_BROKER_URL = BROKER
+    names = ("broker_url", "broker_read_url", "broker_write_url", "broker_transport_options")
+    saved = {name: app.conf.get(name) for name in names}
+    settings.CELERY_BROKER_URL = BROKER
+    app.conf.update(broker_url=BROKER, broker_read_url=BROKER, broker_write_url=BROKER)
     app.conf.broker_transport_options = {}
-    app._pool = None  # the producer pool is built for a broker URL: build it again
+    app.close()  # pools and producers built for an earlier test's broker (memory://) must go
     group = Cluster(tmp_path)
     try:
         yield group
     finally:
         group.stop()
-        app.conf.broker_url, app.conf.broker_transport_options = saved
-        app._pool = None
+        app.conf.update(saved)
+        app.close()
         redis.Redis.from_url(BROKER).flushdb()
