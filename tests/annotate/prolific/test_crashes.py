@@ -23,13 +23,13 @@ import pytest
 import requests
 import time_machine
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.urls import reverse
 
 from annotate.models import Lease
 from annotate.prolific.models import ProlificBonus, ProlificStudy
 from annotate.work.answers import lease_submit
 from tests.annotate.factories import make_model_row, make_set, make_study
+from tests.queue.harness import database_url
 
 ROOT = Path(__file__).resolve().parents[3]
 DELAYS = {"1 hour": dt.timedelta(hours=1), "25 hours": dt.timedelta(hours=25)}
@@ -163,21 +163,13 @@ def test_a_bonus_is_paid_exactly_once(fake, client, step, pattern, how, delay):
 # --- real kills ---------------------------------------------------------------------------
 
 
-def _database_url() -> str:
-    s = connection.settings_dict
-    if s["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{s['NAME']}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
 def killed(fake, *args: str, pattern: str, before: bool) -> None:
     """Run ``manage.py prolific ARGS`` in its own process and SIGKILL it while Prolific holds
     the matching request (before acting on it, or after acting and before answering)."""
     handle = fake.hold(pattern, before=before)
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "PROLIFIC_API_URL": fake.url + "/api/v1/",
         "PROLIFIC_APP_URL": fake.url,
         "PROLIFIC_API_TOKEN": "test-token",

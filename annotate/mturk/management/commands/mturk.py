@@ -8,7 +8,6 @@ LIVE) and the cost and asks first (``--yes`` skips the question; without a termi
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -210,29 +209,12 @@ class Command(SpendingCommand):
         if report.errors:
             raise CommandError(f"{len(report.errors)} HIT(s) could not be synced (see above)")
 
-    def _pay(
-        self,
-        batch: payments.Batch,
-        question: str,
-        opts: dict[str, Any],
-        run: Callable[[], payments.Outcome],
-    ) -> None:
-        """Show the batch, ask, then run it and report (non-zero exit if any call failed)."""
-        self.say(batch.lines())
-        if not batch.rows:
-            self.stdout.write(f"Nothing to {batch.action}.")
-            return
-        if not self.confirm(question, opts):
-            self.stdout.write("Cancelled; nothing was done.")
-            return
-        self.finish(run())
-
     def do_approve(self, study: Study, opts: dict[str, Any]) -> None:
         batch = payments.approve_plan(
             study=study, passing_only=opts["passing_only"], include_unknown=opts["include_unknown"]
         )
         total = fees.money(batch.cost.total) if batch.cost else "0.00"
-        self._pay(
+        self.pay_batch(
             batch,
             f"Approve {len(batch.rows)} assignment(s) for ${total}?",
             opts,
@@ -243,7 +225,7 @@ class Command(SpendingCommand):
         if not opts["reason"].strip():
             raise CommandError("--reason must say why: MTurk shows it to the worker")
         batch = payments.reject_plan(study=study, assignment_ids=opts["assignment"])
-        self._pay(
+        self.pay_batch(
             batch,
             f"Reject {len(batch.rows)} assignment(s)? Workers see the reason.",
             opts,
@@ -260,7 +242,7 @@ class Command(SpendingCommand):
             all_approved=opts["all_approved"],
         )
         total = fees.money(batch.cost.total) if batch.cost else "0.00"
-        self._pay(
+        self.pay_batch(
             batch,
             f"Send {len(batch.rows)} bonus(es) for ${total}?",
             opts,

@@ -8,7 +8,6 @@ and a non-zero exit. See docs/prolific.md.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -162,22 +161,6 @@ class Command(SpendingCommand):
         if report.errors or not resumed.ok:
             raise CommandError("some of the study could not be synced (see above)")
 
-    def _pay(
-        self,
-        batch: payments.Batch,
-        question: str,
-        opts: dict[str, Any],
-        run: Callable[[], payments.Outcome],
-    ) -> None:
-        self.say(batch.lines())
-        if not batch.rows:
-            self.stdout.write(f"Nothing to {batch.action}.")
-            return
-        if not self.confirm(question, opts):
-            self.stdout.write("Cancelled; nothing was done.")
-            return
-        self.finish(run())
-
     def _total(self, batch: payments.Batch) -> str:
         cost = batch.cost
         return fees.show(cost.total, cost.currency) if cost else "0.00"
@@ -186,7 +169,7 @@ class Command(SpendingCommand):
         batch = payments.approve_plan(
             study=study, passing_only=opts["passing_only"], include_unknown=opts["include_unknown"]
         )
-        self._pay(
+        self.pay_batch(
             batch,
             f"Approve {len(batch.rows)} submission(s) for {self._total(batch)}?",
             opts,
@@ -201,7 +184,7 @@ class Command(SpendingCommand):
                 f"shows it to the participant); it has {len(reason)}"
             )
         batch = payments.reject_plan(study=study, submission_ids=opts["submission"])
-        self._pay(
+        self.pay_batch(
             batch,
             f"Reject {len(batch.rows)} submission(s)? Participants see the reason.",
             opts,
@@ -218,7 +201,7 @@ class Command(SpendingCommand):
             participants=opts["participant"] or (),
             all_approved=opts["all_approved"],
         )
-        self._pay(
+        self.pay_batch(
             batch,
             f"Pay {len(batch.rows)} bonus(es) for {self._total(batch)}?",
             opts,
