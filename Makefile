@@ -85,6 +85,7 @@ bench: $(BENCH_STAMP)
 	$(PY) -m bench.attack_bench --out bench/results/attacks.json
 	$(PY) -m bench.memory_bench --out bench/results/memory.json
 	$(PY) -m bench.queue_bench --out bench/results/queue.json
+	$(PY) -m bench.critic_cost --out bench/results/critic_cost.json
 
 LOADTEST_STAMP := $(VENV)/.loadtest-installed
 $(LOADTEST_STAMP): $(STAMP)

@@ -25,7 +25,7 @@ class Column:
     """One measurement per model: clean error, FGSM error, rho or a mean minimum norm."""
 
     label: str
-    kind: str  # "error" | "fgsm" | "rho" | "norm"
+    kind: str  # "error" | "fgsm" | "rho" | "norm" | "success"
     attack: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     scale: float = 1.0  # displayed value = measured × scale (thesis units, e.g. % or ×10)
@@ -110,23 +110,30 @@ TABLE_4_1 = Table(
         Column("DF", "rho", "deepfool", {"steps": 500, "clip": 0.1}),
         Column("CW", "rho", "cw", {"binary_steps": 9, "steps": 1000, "initial_const": 1e-3}),
         Column("Our", "rho", "hc"),  # HighConfidence's defaults are the §4.5 settings
+        # Share of correct test images the attack brings to its target at the clean
+        # confidence (§4.6: the critic's adversarial examples reach the target class).
+        Column("Our success %", "success", "hc", scale=100),
+        # The same attack at a fixed C = 0.97, the thesis's average test confidence (Fig.
+        # 4.4a): ρ at C = the clean confidence grows with how confident the model is
+        # (bench/hc_confidence.py), and ours are more confident than the thesis's.
+        Column("Our C=.97", "rho", "hc", {"confidence": 0.97}),
     ),
     schedule="ch4",
     epochs=100,
     thesis={
         "mlp1200": {
-            "none": (1.46, 0.131, 0.124, 0.173),
-            "AT": (0.90, 0.228, 0.210, 0.299),
-            "VAT": (0.84, 0.244, 0.215, 0.355),
-            "margin": (0.84, 0.262, 0.230, 0.453),
-            "critic": (1.18, 0.290, 0.272, 0.575),
+            "none": (1.46, 0.131, 0.124, 0.173, None, None),
+            "AT": (0.90, 0.228, 0.210, 0.299, None, None),
+            "VAT": (0.84, 0.244, 0.215, 0.355, None, None),
+            "margin": (0.84, 0.262, 0.230, 0.453, None, None),
+            "critic": (1.18, 0.290, 0.272, 0.575, None, None),
         },
         "lenet5": {
-            "none": (0.64, 0.157, 0.148, 0.207),
-            "AT": (0.55, 0.215, 0.191, 0.286),
-            "VAT": (0.60, 0.225, 0.195, 0.330),
-            "margin": (0.54, 0.248, 0.225, 0.470),
-            "critic": (0.93, 0.288, 0.278, 0.590),
+            "none": (0.64, 0.157, 0.148, 0.207, None, None),
+            "AT": (0.55, 0.215, 0.191, 0.286, None, None),
+            "VAT": (0.60, 0.225, 0.195, 0.330, None, None),
+            "margin": (0.54, 0.248, 0.225, 0.470, None, None),
+            "critic": (0.93, 0.288, 0.278, 0.590, None, None),
         },
     },
 )
@@ -142,6 +149,7 @@ TABLE_5_1 = Table(
         Row("l2-AT", "pgd", {"norm": "l2"}),
     ),
     columns=(
+        Column("error %", "error", scale=100),  # not in Table 5.1; checks the training
         Column("linf DF", "norm", "deepfool", {"norm": "linf", "steps": 100}),
         Column("linf PDPGD", "norm", "pdpgd", {"norm": "linf"}),
         Column("l2 DF", "norm", "deepfool", {"norm": "l2", "steps": 100}),
@@ -156,9 +164,9 @@ TABLE_5_1 = Table(
     eval_limit=1000,  # §5.4: the first 1,000 test images
     thesis={
         "madry_cnn": {
-            "plain": (0.082, 0.063, 1.13, None, None, 8.36),
-            "linf-AT": (0.528, 0.315, 4.84, None, None, 4.07),
-            "l2-AT": (0.259, 0.166, 3.08, None, None, 13.59),
+            "plain": (None, 0.082, 0.063, 1.13, None, None, 8.36),
+            "linf-AT": (None, 0.528, 0.315, 4.84, None, None, 4.07),
+            "l2-AT": (None, 0.259, 0.166, 3.08, None, None, 13.59),
         },
     },
 )
@@ -194,6 +202,35 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "defense_overrides": {"pgd": {"steps": 10}},
     },
+    # The thesis's claims on a 2-core CPU (issue 16): every training image, the first 1,000
+    # test images, the thesis's attack settings (PDGD/PDPGD 1,000 steps). Epochs per table and
+    # network are what the plain model needs to reach the thesis's clean error here (LeNet-5
+    # <= 1.0%, the MLPs <= 1.6%, madry_cnn <= 1.2%; docs/results.md gives the measured
+    # curves); every defense of a network trains as long, with the schedule compressed to
+    # the shorter run (the same final learning rate: ch3's 0.95 per epoch becomes
+    # 0.95^(100/E), ch4's and the critic's milestones move to 40% and 80% of E). "arch/row"
+    # keys override one cell (Table 5.1's PGD-trained models: their claim is about the
+    # attacks, and 40-step PGD for 83 epochs would take about 120 CPU-hours here).
+    "research": {
+        "train_limit": None,
+        "epochs": {
+            "table3.1": {"mlp1000": 10, "lenet5": 5},
+            "table4.1": {"mlp1200": 10, "lenet5": 5},
+            "table5.1": {"madry_cnn": 6, "madry_cnn/linf-AT": 2, "madry_cnn/l2-AT": 2},
+        },
+        "scale_schedule": True,
+        "eval_limit": 1000,
+        "attack_overrides": {"pdpgd": {"steps": 1000}, "pdgd": {"steps": 1000}},
+        # Test images for the costliest attacks (the rest see eval_limit): C&W at 9 × 1,000
+        # steps and PDGD/PDPGD at 1,000 steps would take 1–2 CPU-hours per model on 1,000.
+        "attack_limits": {"cw": 200, "pdgd": 200, "pdpgd": 200},
+        # 10 PGD steps of 2.5·ε/10 (Madry et al.'s rule for the step) instead of 40 of 0.01
+        # ("table/row" keys: one row's overrides, after the defense's).
+        "defense_overrides": {
+            "table5.1/linf-AT": {"steps": 10, "step": 0.075},
+            "table5.1/l2-AT": {"steps": 10, "step": 0.5},
+        },
+    },
     "full": {
         "train_limit": None,
         "epochs": None,  # the table's own
@@ -202,3 +239,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "defense_overrides": {},
     },
 }
+
+
+def preset_epochs(preset: dict[str, Any], table: Table, arch: str, row: Row) -> int:
+    """Epochs of one cell: the preset's number (per table, network or "network/row"), else
+    the table's own."""
+    value = preset["epochs"]
+    if isinstance(value, dict):
+        per_table = value.get(table.name)
+        if isinstance(per_table, dict):
+            value = per_table.get(f"{arch}/{row.label}", per_table.get(arch))
+        else:
+            value = per_table
+    return int(value or table.epochs)
+
+
+def scaled_milestones(milestones: tuple[int, ...], epochs: int, table: Table) -> tuple[int, ...]:
+    """A schedule's milestones moved to the same fractions of a shorter run (40 and 80 of
+    100 epochs -> 2 and 4 of 5), kept distinct and within the run."""
+    scaled = sorted({max(1, round(m * epochs / table.epochs)) for m in milestones})
+    return tuple(m for m in scaled if m < epochs) or ()

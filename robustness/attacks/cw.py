@@ -16,6 +16,7 @@ early stopping (§5.4). See :data:`PRESETS`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -23,14 +24,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from robustness.attacks.base import Attack, AttackResult, make_result, margin
+from robustness.attacks.base import ADAM_EPS, Attack, Chunk, adam_moments, margin
 from robustness.errors import ConfigError
+from robustness.threat import per_example
 
 _BOX_SCALE = 1 - 1e-6  # atanh(±1) is infinite: start from a point just inside the box
 _UPPER_INIT = 1e10  # "no upper bound yet" (the reference code's value)
 _UPPER_FOUND = 1e9  # an upper bound below this has been found: bisect
 _ABORT_TOLERANCE = 0.9999  # abort when the objective fell by less than 0.01% since last check
-_BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8  # Adam defaults (Kingma & Ba; TF in the paper)
 
 #: Named settings; ``CarliniWagnerL2.preset(name)`` builds them.
 PRESETS: MappingProxyType[str, dict[str, Any]] = MappingProxyType(
@@ -60,6 +61,8 @@ class CarliniWagnerL2(Attack):
 
     name: ClassVar[str] = "cw"
     norm: ClassVar[str] = "l2"
+    norms: ClassVar[tuple[str, ...]] = ("l2",)
+    restore_failures: ClassVar[bool] = True  # where no adversarial was found, x comes back
     binary_steps: int = 9  # C&W default, thesis ch. 4 and 5 (methods.md §4.3)
     steps: int = 10_000  # C&W default and ch. 5; the ch. 4 evaluation used 1,000
     lr: float = 0.01  # Adam learning rate (methods.md §4.3)
@@ -93,40 +96,38 @@ class CarliniWagnerL2(Attack):
             ) from None
         return cls(**{**params, **overrides})
 
-    def run(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: Any
-    ) -> AttackResult:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: Chunk
+    ) -> torch.Tensor:
         """Attack one chunk; examples misclassified from the start cost no gradient."""
-        if kwargs:
-            raise TypeError(f"C&W takes no extra arguments, got {', '.join(kwargs)}")
-        n = len(x)
-        y = y.to(x.device)
-        iterations = torch.zeros(n, dtype=torch.long, device=x.device)
-        grad_evals = torch.zeros_like(iterations)
-        consts = torch.zeros(n, dtype=x.dtype, device=x.device)
+        consts = torch.zeros(len(x), dtype=x.dtype, device=x.device)
         x_adv = x.clone()
-
         with torch.no_grad():
-            misclassified = model(x).argmax(1) != y
-        todo = (~misclassified).nonzero().squeeze(1)
+            todo = (model(x).argmax(1) == y).nonzero().squeeze(1)
         if todo.numel():
             state = _Search(x[todo], y[todo], self.initial_const)
-            for _ in range(self.binary_steps):
-                fooled = self._binary_step(model, state)
+            for b in range(self.binary_steps):
+                fooled = self._binary_step(model, state, todo, chunk, b)
                 state.update_consts(fooled)
             x_adv[todo] = state.best_adv
             consts[todo] = state.best_const
-            iterations[todo] = state.iterations
-            grad_evals[todo] = state.grad_evals
+        chunk.extras["const"] = consts
+        return x_adv
 
-        with torch.no_grad():
-            success = misclassified | (model(x_adv).argmax(1) != y)
-        x_adv = torch.where(_rows(success, x), x_adv, x)  # failures return x unchanged
-        consts = torch.where(success & ~misclassified, consts, torch.zeros_like(consts))
-        return make_result(x, x_adv, success, self.norm, iterations, grad_evals, const=consts)
+    def measurements(
+        self, logits: torch.Tensor, success: torch.Tensor, extras: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The c of each example's returned adversarial; 0 where it failed (or was not run)."""
+        const = extras["const"]
+        return {"const": torch.where(success, const, torch.zeros_like(const))}
 
-    def _binary_step(self, model: nn.Module, s: _Search) -> torch.Tensor:
-        """Optimise every example for its current c; which found an adversarial meanwhile."""
+    def _binary_step(
+        self, model: nn.Module, s: _Search, todo: torch.Tensor, chunk: Chunk, b: int
+    ) -> torch.Tensor:
+        """Optimise every example for its current c; which found an adversarial meanwhile.
+
+        ``todo`` maps the search's rows to the chunk's; ``b`` is the binary step (progress).
+        """
         m = len(s.x)
         fooled = torch.zeros(m, dtype=torch.bool, device=s.x.device)
         pos = torch.arange(m, device=s.x.device)  # active rows of the search state
@@ -136,11 +137,12 @@ class CarliniWagnerL2(Attack):
         t = torch.zeros_like(ca)  # Adam step count per example
         prev = torch.full_like(ca, float("inf"))
         period = math.ceil(self.steps / 10)
+        total = self.binary_steps * self.steps
 
         for it in range(self.steps):
             cand, objective, dist, logits, grad = self._evaluate(model, w, xa, ya, ca)
-            s.iterations[pos] += 1
-            s.grad_evals[pos] += 1
+            chunk.count(todo[pos])
+            chunk.advance(b * self.steps + it + 1, total)
             hit = _adversarial(logits, ya, self.confidence)
             fooled[pos] = fooled[pos] | hit
             s.record(pos, hit, dist, cand, ca)
@@ -159,11 +161,8 @@ class CarliniWagnerL2(Attack):
 
             # Adam on the active rows, with per-example bias correction.
             t = t + 1
-            mom = _BETA1 * mom + (1 - _BETA1) * grad
-            vel = _BETA2 * vel + (1 - _BETA2) * grad * grad
-            m_hat = mom / _rows(1 - _BETA1**t, mom)
-            v_hat = vel / _rows(1 - _BETA2**t, vel)
-            w = w - self.lr * m_hat / (v_hat.sqrt() + _ADAM_EPS)
+            m_hat, v_hat = adam_moments(mom, vel, grad, t)
+            w = w - self.lr * m_hat / (v_hat.sqrt() + ADAM_EPS)
         return fooled
 
     def _evaluate(
@@ -198,8 +197,6 @@ class _Search:
         self.best_dist = torch.full_like(self.const, float("inf"))  # squared l2
         self.best_adv = x.clone()
         self.best_const = torch.zeros_like(self.const)
-        self.iterations = torch.zeros(m, dtype=torch.long, device=x.device)
-        self.grad_evals = torch.zeros_like(self.iterations)
 
     def record(
         self,
@@ -213,7 +210,7 @@ class _Search:
         best = self.best_dist[pos]
         better = hit & (dist < best)
         self.best_dist[pos] = torch.where(better, dist, best)
-        self.best_adv[pos] = torch.where(_rows(better, cand), cand, self.best_adv[pos])
+        self.best_adv[pos] = torch.where(per_example(better, cand), cand, self.best_adv[pos])
         self.best_const[pos] = torch.where(better, const, self.best_const[pos])
 
     def update_consts(self, fooled: torch.Tensor) -> None:
@@ -229,8 +226,3 @@ def _adversarial(logits: torch.Tensor, y: torch.Tensor, confidence: float) -> to
     """argmax of the logits, with κ added to the label's, differs from y (reference code)."""
     own = logits.gather(1, y[:, None])
     return logits.scatter(1, y[:, None], own + confidence).argmax(1) != y
-
-
-def _rows(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A per-example vector shaped to broadcast against ``like``."""
-    return v.view(-1, *([1] * (like.dim() - 1)))

@@ -10,15 +10,21 @@ x + (1+os)·r inside the box, and stops for an example as soon as its prediction
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from robustness.attacks.base import Attack, AttackResult, box_project, class_gradients, make_result
+from robustness import threat
+from robustness.attacks.base import (
+    Attack,
+    Chunk,
+    boundary_distances,
+    box_project,
+    class_gradients,
+)
 from robustness.errors import ConfigError
 
-_TINY = 1e-12
 _EXTRA = 1e-4  # added to every step length (chapter 4 code): lands just past the boundary
 
 
@@ -27,6 +33,7 @@ class DeepFool(Attack):
     """Minimum-norm untargeted attack: repeated steps to the nearest linearised boundary."""
 
     name: ClassVar[str] = "deepfool"
+    norms: ClassVar[tuple[str, ...]] = ("l2", "linf")
     norm: str = "l2"  # "l2" (eq. 2.18) or "linf" (‖w‖₁ distance, sign step; chapter 5)
     steps: int = 50  # chapter 3 evaluation: 50 iterations (chapter 4: 500)
     overshoot: float = 0.02  # methods.md §4.2: os = 0.02 in every chapter
@@ -36,8 +43,6 @@ class DeepFool(Attack):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.norm not in ("l2", "linf"):
-            raise ConfigError(f"DeepFool norm must be 'l2' or 'linf', got {self.norm!r}")
         if self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if self.overshoot < 0:
@@ -49,24 +54,18 @@ class DeepFool(Attack):
         if self.candidates is not None and self.candidates < 2:
             raise ConfigError(f"candidates must be >= 2 or None, got {self.candidates}")
 
-    def run(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: Any
-    ) -> AttackResult:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: Chunk
+    ) -> torch.Tensor:
         """Attack one chunk; examples leave the working batch once misclassified."""
-        if kwargs:
-            raise TypeError(f"DeepFool takes no extra arguments, got {', '.join(kwargs)}")
-        n = len(x)
-        y = y.to(x.device)
         scale = 1 + self.overshoot
-        iterations = torch.zeros(n, dtype=torch.long, device=x.device)
         x_adv = x.clone()
 
         with torch.no_grad():
             clean_logits = model(x)
         num_classes = clean_logits.shape[1]
         use_candidates = self.candidates is not None and self.candidates < num_classes
-        success = clean_logits.argmax(1) != y
-        idx = (~success).nonzero().squeeze(1)
+        idx = (clean_logits.argmax(1) == y).nonzero().squeeze(1)
         # The active rows' state, compacted: rows are written back once they leave.
         xa, ya, x_cur = x[idx], y[idx], x[idx]
         ra = torch.zeros_like(xa)
@@ -81,45 +80,36 @@ class DeepFool(Attack):
 
         done_steps = 0
         while done_steps < self.steps and len(idx):
+            # One forward and the batched backward for all (candidate) classes per iteration.
             logits, grads = class_gradients(model, x_cur, cls)
+            chunk.count(idx)
             ra = ra + self._step(logits, grads, own)
             if self.box == "project":
                 ra = box_project(xa, ra, self.overshoot)
             x_cur = (xa + scale * ra).clamp(0, 1)
             done_steps += 1
-            # Success is checked at the point returned (one forward, no gradient); the
-            # check at the last step is also the final verdict.
+            chunk.advance(done_steps, self.steps)
+            # Each step is checked at the point it would return (one forward, no gradient).
             with torch.no_grad():
                 fooled = model(x_cur).argmax(1) != ya
             if fooled.any():
-                gone = idx[fooled]
-                x_adv[gone] = x_cur[fooled]
-                iterations[gone] = done_steps
-                success[gone] = True
+                x_adv[idx[fooled]] = x_cur[fooled]
                 keep = (~fooled).nonzero().squeeze(1)
                 idx, xa, ya, own, x_cur, ra = (v[keep] for v in (idx, xa, ya, own, x_cur, ra))
                 if cls is not None:
                     cls = cls[keep]
         x_adv[idx] = x_cur
-        iterations[idx] = done_steps
-        # One forward and the batched backward for all (candidate) classes per iteration.
-        return make_result(x, x_adv, success, self.norm, iterations, iterations.clone())
+        return x_adv
 
     def _step(self, logits: torch.Tensor, grads: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
         """Step to the nearest linearised boundary (eq. 2.18): logits n×m, grads m×n×…."""
-        n = len(logits)
-        rows = torch.arange(n, device=logits.device)
-        flat = grads.flatten(2)  # m×n×D
-        f = logits - logits[rows, own][:, None]  # n×m, f_j = z_j − z_y
-        w = flat - flat[own, rows][None]  # m×n×D, w_j = ∇z_j − ∇z_y
-        dual = 1 if self.norm == "linf" else 2
-        w_norm = w.norm(p=dual, dim=2).T.clamp_min(_TINY)  # n×m
-        dist = f.abs() / w_norm
-        dist[rows, own] = float("inf")
+        rows = torch.arange(len(logits), device=logits.device)
+        ball = threat.norm(self.norm)
+        dist, w, _ = boundary_distances(logits, grads, own, ball)
         j = dist.argmin(1)
         length = dist[rows, j] + _EXTRA
         if self.clip is not None:
             length = length.clamp_max(self.clip)
         w_j = w[j, rows]  # n×D
-        direction = w_j.sign() if self.norm == "linf" else w_j / w_norm[rows, j][:, None]
-        return (length[:, None] * direction).view_as(grads[0])
+        # Along the steepest direction of the attack's norm: sign(w) for linf, w/‖w‖₂ for l2.
+        return (length[:, None] * ball.steepest(w_j)).view_as(grads[0])

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustness.attacks.base import Attack, AttackResult, logits_and_grad, make_result
+from robustness.attacks.base import Attack, Chunk, logits_and_grad
 from robustness.errors import ConfigError
 
 
@@ -26,6 +26,7 @@ class FGSM(Attack):
 
     name: ClassVar[str] = "fgsm"
     norm: ClassVar[str] = "linf"
+    norms: ClassVar[tuple[str, ...]] = ("linf",)
     eps: float = 0.2  # chapter 3 evaluation on MNIST (0.05 on CIFAR-10), methods.md §4.1
 
     def __post_init__(self) -> None:
@@ -33,18 +34,12 @@ class FGSM(Attack):
         if not (math.isfinite(self.eps) and self.eps >= 0):
             raise ConfigError(f"eps must be a finite number >= 0, got {self.eps}")
 
-    def run(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: Any
-    ) -> AttackResult:
-        """Attack one chunk: one forward+backward pass per example, plus one forward check."""
-        if kwargs:
-            raise TypeError(f"FGSM takes no extra arguments, got {', '.join(kwargs)}")
-        y = y.to(x.device)
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: Chunk
+    ) -> torch.Tensor:
+        """One forward+backward pass per example (the base adds the forward check)."""
         _, _, grad = logits_and_grad(
             model, x, lambda logits: F.cross_entropy(logits, y, reduction="none")
         )
-        x_adv = (x + self.eps * grad.sign()).clamp(0, 1)
-        with torch.no_grad():
-            success = model(x_adv).argmax(1) != y
-        ones = torch.ones(len(x), dtype=torch.long, device=x.device)
-        return make_result(x, x_adv, success, self.norm, ones, ones.clone())
+        chunk.count()
+        return x + self.eps * grad.sign()

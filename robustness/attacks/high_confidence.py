@@ -12,8 +12,9 @@ adversary-critic defense, differentiable with respect to the model's parameters.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -21,14 +22,14 @@ from torch import nn
 
 from robustness.attacks.base import (
     Attack,
-    AttackResult,
+    Chunk,
+    boundary_distances,
     box_project,
     class_gradients,
-    generator_for,
     logits_and_grad,
-    make_result,
 )
 from robustness.errors import ConfigError
+from robustness.threat import per_example
 
 _TINY = 1e-12
 _EXTRA = 1e-4  # added to every step length (chapter 4 code)
@@ -45,15 +46,31 @@ def closest_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
     return _closest(logits, grads, y.to(x.device))
 
 
+def closest_target_from(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """:func:`closest_target` from a forward pass the caller made: ``logits`` = model(x) with
+    ``x`` a leaf that requires grad; the graph is kept for the caller.
+
+    k − 1 backward passes, one per class j ≠ y, each seeded with e_j − e_y so that it yields
+    w_j = ∇z_j − ∇z_y directly (the adversary critic reuses its clean pass this way).
+    """
+    n, k = logits.shape
+    rows = torch.arange(n, device=logits.device)
+    y = y.to(logits.device)
+    others = torch.arange(k, device=logits.device).expand(n, k)
+    others = others[others != y[:, None]].view(n, k - 1)  # the classes j ≠ y, per example
+    own = F.one_hot(y, k).to(logits.dtype)
+    dist = logits.new_empty(n, k - 1)
+    for m in range(k - 1):
+        seed = F.one_hot(others[:, m], k).to(logits.dtype) - own
+        (w,) = torch.autograd.grad(logits, x, grad_outputs=seed, retain_graph=True)
+        f = (logits.detach() * seed).sum(1).abs()
+        dist[:, m] = f / w.flatten(1).norm(dim=1).clamp_min(_TINY)
+    return others[rows, dist.argmin(1)]
+
+
 def _closest(logits: torch.Tensor, grads: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """:func:`closest_target` from the logits (N×k) and class gradients (k×N×…) at x."""
-    rows = torch.arange(len(logits), device=logits.device)
-    flat = grads.flatten(2)  # k×n×D
-    f = (logits - logits[rows, y][:, None]).abs()
-    w_norm = (flat - flat[y, rows][None]).norm(dim=2).T.clamp_min(_TINY)  # n×k
-    dist = f / w_norm
-    dist[rows, y] = float("inf")
-    return dist.argmin(1)
+    return boundary_distances(logits, grads, y)[0].argmin(1)
 
 
 def _log_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -68,10 +85,12 @@ class HighConfidence(Attack):
     Call as ``attack(model, x, y, target=None)``; a given ``target`` (N class indices)
     overrides the ``target`` field. ``grad_evals`` counts one per example and check, plus k
     (the number of classes) for the closest-target pass: one forward, k backward passes.
+    Success, measured on the returned points, is argmax = t and p_t ≥ C.
     """
 
     name: ClassVar[str] = "hc"
     norm: ClassVar[str] = "l2"
+    norms: ClassVar[tuple[str, ...]] = ("l2",)
     target: str = "closest"  # §4.4: the closest linearised boundary; or "random"
     confidence: float | str = "original"  # §4.5: the clean max-softmax confidence; or C in (0,1)
     steps: int = 500  # §4.5: at most 500 iterations at test time
@@ -97,34 +116,27 @@ class HighConfidence(Attack):
         if self.overshoot < 0:
             raise ConfigError(f"overshoot must be >= 0, got {self.overshoot}")
 
-    def run(
+    def perturb(
         self,
         model: nn.Module,
         x: torch.Tensor,
         y: torch.Tensor,
+        chunk: Chunk,
         target: torch.Tensor | int | None = None,
-        **kwargs: Any,
-    ) -> AttackResult:
+    ) -> torch.Tensor:
         """Attack one chunk; examples leave the batch once they reach t with confidence C."""
-        if kwargs:
-            raise TypeError(f"HighConfidence takes only target=, got {', '.join(kwargs)}")
-        n = len(x)
-        y = y.to(x.device)
         scale = 1 + self.overshoot
-        iterations = torch.zeros(n, dtype=torch.long, device=x.device)
-        grad_evals = torch.zeros_like(iterations)
-
         if target is None and self.target == "closest":
             # The clean logits come with the class gradients: one forward and k backward
             # passes, counted as k gradient evaluations.
             clean_logits, grads = class_gradients(model, x)
             t = _closest(clean_logits, grads, y)
             del grads
-            grad_evals += clean_logits.shape[1]
+            chunk.count(iterations=0, grad_evals=clean_logits.shape[1])
         else:
             with torch.no_grad():
                 clean_logits = model(x)
-            t = self._fixed_target(target, y, clean_logits.shape[1])
+            t = self._fixed_target(target, y, clean_logits.shape[1], chunk.generator)
         clean_probs = clean_logits.softmax(1)
         clean_confidence, clean_pred = clean_probs.max(1)
         if self.confidence == "original":
@@ -132,6 +144,9 @@ class HighConfidence(Attack):
         else:
             c = torch.full_like(clean_confidence, float(self.confidence))
         log_c = c.clamp_min(_TINY).log()
+        chunk.extras.update(
+            target=t, confidence=c, clean_confidence=clean_confidence, clean_pred=clean_pred
+        )
 
         x_adv = x.clone()
         reached = (clean_pred == t) & (clean_probs.gather(1, t[:, None]).squeeze(1) >= c)
@@ -139,18 +154,15 @@ class HighConfidence(Attack):
         # The active rows' state, compacted: rows are written back once they leave.
         xa, ta, ca, log_ca, x_cur = x[idx], t[idx], c[idx], log_c[idx], x[idx]
         ra = torch.zeros_like(xa)
-        view = (-1, *([1] * (x.dim() - 1)))
         done_steps = 0
         while done_steps < self.steps and len(idx):
             logits, ell, g = logits_and_grad(model, x_cur, lambda z, ta=ta: _log_target(z, ta))
+            chunk.count(idx, iterations=0)  # one evaluation per check
             # Done (checked before each update): argmax = t and p_t ≥ C.
             p_t = logits.softmax(1).gather(1, ta[:, None]).squeeze(1)
             done = (logits.argmax(1) == ta) & (p_t >= ca)
             if done.any():
-                gone = idx[done]
-                x_adv[gone] = x_cur[done]
-                iterations[gone] = done_steps
-                grad_evals[gone] += done_steps + 1
+                x_adv[idx[done]] = x_cur[done]
                 keep = (~done).nonzero().squeeze(1)
                 active = (idx, xa, ta, ca, log_ca, x_cur, ra, ell, g)
                 idx, xa, ta, ca, log_ca, x_cur, ra, ell, g = (v[keep] for v in active)
@@ -160,39 +172,38 @@ class HighConfidence(Attack):
             length = (ell - log_ca).abs() / g_norm + _EXTRA
             if self.clip is not None:
                 length = length.clamp_max(self.clip)
-            ra = box_project(xa, ra + g * (length / g_norm).view(view), self.overshoot)
+            ra = box_project(xa, ra + g * per_example(length / g_norm, g), self.overshoot)
             x_cur = (xa + scale * ra).clamp(0, 1)
+            chunk.count(idx, grad_evals=0)  # one update
             done_steps += 1
+            chunk.advance(done_steps, self.steps)
         x_adv[idx] = x_cur
-        iterations[idx] = done_steps
-        grad_evals[idx] += done_steps
+        return x_adv
 
-        with torch.no_grad():
-            logits = model(x_adv)
-        achieved = logits.softmax(1).gather(1, t[:, None]).squeeze(1)
-        success = (logits.argmax(1) == t) & (achieved >= c)
-        return make_result(
-            x,
-            x_adv,
-            success,
-            self.norm,
-            iterations,
-            grad_evals,
-            target=t,
-            confidence=c,
-            achieved=achieved,
-            clean_confidence=clean_confidence,
-            clean_pred=clean_pred,
-        )
+    def criterion(
+        self, logits: torch.Tensor, y: torch.Tensor, extras: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """The target reached with the requested confidence: argmax = t and p_t ≥ C."""
+        t, c = extras["target"], extras["confidence"]
+        return (logits.argmax(1) == t) & (_target_probability(logits, t) >= c)
+
+    def measurements(
+        self, logits: torch.Tensor, success: torch.Tensor, extras: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """p_t at the returned points."""
+        return {"achieved": _target_probability(logits, extras["target"])}
 
     def _fixed_target(
-        self, target: torch.Tensor | int | None, y: torch.Tensor, num_classes: int
+        self,
+        target: torch.Tensor | int | None,
+        y: torch.Tensor,
+        num_classes: int,
+        generator: torch.Generator | None,
     ) -> torch.Tensor:
         """The caller's targets, else random ones (uniform over the classes ≠ y, seeded)."""
         if target is not None:
             return self._given_target(target, len(y), num_classes, y.device)
-        gen = generator_for(y, self.seed)
-        shift = torch.randint(1, num_classes, (len(y),), generator=gen, device=y.device)
+        shift = torch.randint(1, num_classes, (len(y),), generator=generator, device=y.device)
         return (y + shift) % num_classes
 
     @staticmethod
@@ -209,6 +220,11 @@ class HighConfidence(Attack):
         return t
 
 
+def _target_probability(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-example p_t."""
+    return logits.softmax(1).gather(1, target[:, None]).squeeze(1)
+
+
 def hc_differentiable(
     model: nn.Module,
     x: torch.Tensor,
@@ -217,12 +233,15 @@ def hc_differentiable(
     *,
     steps: int = 5,
     overshoot: float = 0.05,
+    start: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Training version (§4.4): ``steps`` unrolled steps, x̂ = x + (1+os)·r with its graph kept.
 
     Gradients reach the model's parameters (and ``confidence`` when it requires grad) through
     each step's direction g (second order), its length and a straight-through stop mask. No
-    box, no clip; each iterate is detached before its gradient is taken.
+    box, no clip; each iterate is detached before its gradient is taken. ``start`` = (x as a
+    leaf that requires grad, model(leaf)) saves the first step's forward when the caller has
+    it already (the adversary critic's clean pass).
     """
     if steps < 0:
         raise ConfigError(f"steps must be >= 0, got {steps}")
@@ -234,9 +253,13 @@ def hc_differentiable(
         log_c = confidence.clamp_min(_TINY).log()
         r = torch.zeros_like(x)
         keep = torch.ones_like(confidence)  # running product of the stop masks
-        for _ in range(steps):
-            x_i = (x + scale * r).detach().requires_grad_(True)
-            ell = _log_target(model(x_i), target)
+        for step in range(steps):
+            if step == 0 and start is not None:
+                x_i, logits = start  # r = 0: the first iterate is x itself
+            else:
+                x_i = (x + scale * r).detach().requires_grad_(True)
+                logits = model(x_i)
+            ell = _log_target(logits, target)
             (g,) = torch.autograd.grad(ell.sum(), x_i, create_graph=True)
             g_norm = g.flatten(1).norm(dim=1).clamp_min(_TINY)
             length = (ell - log_c).abs() / g_norm + _EXTRA

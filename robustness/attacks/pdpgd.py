@@ -12,11 +12,11 @@ norm than the example's best so far is recorded; restarts keep the best.
 
 PDGD (l2, Algorithm 2): Adam on λ̄_norm·‖r‖₂ + λ̄_loss·surrogate, then the box.
 PDPGD (Algorithm 3, eq. 5.10): a gradient step on the surrogate alone, then the proximal
-operator of μ‖·‖ with μ = λ̄·lr (:mod:`robustness.attacks.prox`), then the box. The surrogate's
-gradient is normalised per example by its largest absolute entry, so that ``lr`` is the largest
-change of any pixel in one step whatever the model's logit scale (on a LeNet-5 for MNIST,
-normalising by ‖g‖∞, by ‖g‖₂ or not at all reached the same mean linf and l1 norms within 1%,
-each at its own best lr; ‖g‖∞ keeps lr in pixel units for every norm).
+operator of μ‖·‖ with μ = λ̄·lr (the norm object's ``prox``, :mod:`robustness.threat`), then
+the box. The surrogate's gradient is normalised per example by its largest absolute entry, so
+that ``lr`` is the largest change of any pixel in one step whatever the model's logit scale (on
+a LeNet-5 for MNIST, normalising by ‖g‖∞, by ‖g‖₂ or not at all reached the same mean linf and
+l1 norms within 1%, each at its own best lr; ‖g‖∞ keeps lr in pixel units for every norm).
 
 Options the benchmark decided (LeNet-5 3 epochs on 20k MNIST, var/bench/lenet5-demo.pt, test
 images 0–99, 100 steps, mean norm over correct & successful; foolbox FMN at 100 steps: l2 2.17,
@@ -42,26 +42,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustness.attacks.base import (
-    Attack,
-    AttackResult,
-    generator_for,
-    logits_and_grad,
-    margin,
-)
-from robustness.attacks.prox import PROX
+from robustness import threat
+from robustness.attacks.base import ADAM_EPS, Attack, Chunk, adam_moments, logits_and_grad, margin
 from robustness.errors import ConfigError
-from robustness.threat import lp_norm
+from robustness.threat import per_example
 
 __all__ = ["DEFAULT_LR", "DEFAULT_LR_ADAM", "PDGD", "PDPGD"]
 
-PDPGD_NORMS = ("linf", "l2", "l1", "l0", "l0_pixel")
+PDPGD_NORMS = threat.NORMS
 LOSSES = ("hinge", "softplus")
 INITS = ("zero", "random")
 OPTIMIZERS = ("sgd", "adam")
@@ -93,12 +87,6 @@ DEFAULT_LR_ADAM: dict[str, float] = {
 
 _LOG_DUAL_FLOOR = math.log(1e-6)  # each component of the dual distribution stays ≥ 1e-6
 _TINY = 1e-12
-_ADAM_BETAS = (0.9, 0.999)
-_ADAM_EPS = 1e-8
-
-
-def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,11 +106,6 @@ class _PrimalDual(Attack):
     seed: int | None = 0
     lr_decay: str = "linear"  # §5.4: "linear" (thesis) or "exponential" (later code) to lr·ratio
     finetune: bool = False  # one more run from each example's best (r, λ), lrs ÷ 100
-
-    if TYPE_CHECKING:
-        # Each subclass has one: a ClassVar (PDGD) or a selectable field (PDPGD).
-        @property
-        def norm(self) -> str: ...
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -163,6 +146,7 @@ class _PrimalDual(Attack):
 
     def _primal_step(
         self,
+        ball: threat.Norm,
         r: torch.Tensor,
         grad: torch.Tensor,
         weights: torch.Tensor,
@@ -171,7 +155,7 @@ class _PrimalDual(Attack):
         state: dict[str, torch.Tensor],
     ) -> torch.Tensor:
         """New perturbation (before the box) from ``r``, the surrogate's gradient and the
-        smoothed dual distribution ``weights`` (N×2: λ̄_norm, λ̄_loss)."""
+        smoothed dual distribution ``weights`` (N×2: λ̄_norm, λ̄_loss); ``ball`` is the norm."""
         raise NotImplementedError
 
     # -- the shared loop --------------------------------------------------------------------
@@ -181,49 +165,32 @@ class _PrimalDual(Attack):
             return m.clamp_min(0)
         return F.softplus(m) / math.log(2)
 
-    def run(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: Any
-    ) -> AttackResult:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: Chunk
+    ) -> torch.Tensor:
         """Attack one chunk: ``restarts`` runs of ``steps`` steps on the correct examples."""
-        if kwargs:
-            raise TypeError(f"{self.name} takes no extra arguments, got {', '.join(kwargs)}")
-        norm = self.norm
-        n = len(x)
-        y = y.to(x.device)
         with torch.no_grad():
             correct = model(x).argmax(1) == y
         x_adv = x.clone()
-        success = ~correct
-        counts = torch.zeros(n, dtype=torch.long, device=x.device)
-        lam_out = torch.full((n,), self.lambda_init, dtype=x.dtype, device=x.device)
-
+        lam_out = torch.full((len(x),), self.lambda_init, dtype=x.dtype, device=x.device)
         idx = correct.nonzero().squeeze(1)
         if len(idx):
-            xa, ya = x[idx], y[idx]
-            best_x, lam_last = self._attack(model, xa, ya)
+            best_x, lam_last = self._attack(model, x[idx], y[idx], chunk)
             x_adv[idx] = best_x
-            with torch.no_grad():
-                success[idx] = model(best_x).argmax(1) != ya
-            counts[idx] = self.steps * (self.restarts + int(self.finetune))
+            runs = self.restarts + int(self.finetune)
+            chunk.count(idx, iterations=self.steps * runs, grad_evals=self.steps * runs)
             lam_out[idx] = lam_last
-
-        return AttackResult(
-            x_adv=x_adv,
-            success=success,
-            norms=lp_norm(x_adv - x, norm),
-            iterations=counts.clone(),
-            grad_evals=counts,
-            norm=norm,
-            extras={"lambda": lam_out},
-        )
+        chunk.extras["lambda"] = lam_out
+        return x_adv
 
     def _attack(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: Chunk
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Best adversarial points found over all runs (x where none) and the final λ̄."""
         assert self.lr is not None  # __post_init__ fills in the norm's default
         m = len(x)
-        gen = generator_for(x, self.seed)
+        ball = threat.norm(self.norm)
+        runs = self.restarts + int(self.finetune)
         best_x = x.clone()
         best = torch.full((m,), float("inf"), dtype=x.dtype, device=x.device)
         lam_bar = x.new_full((m,), self.lambda_init)
@@ -232,13 +199,13 @@ class _PrimalDual(Attack):
         best_lam = lam_bar.clone()
 
         def record(point: torch.Tensor, logits: torch.Tensor, lam: torch.Tensor) -> None:
-            size = lp_norm(point - x, self.norm)
+            size = ball.distance(point - x)
             better = (logits.argmax(1) != y) & (size < best)
             best.copy_(torch.where(better, size, best))
-            best_x.copy_(torch.where(_view(better, x), point, best_x))
+            best_x.copy_(torch.where(per_example(better, x), point, best_x))
             best_lam.copy_(torch.where(better, lam, best_lam))
 
-        for run in range(self.restarts + int(self.finetune)):
+        for run in range(runs):
             lr0, dual_lr, lam0 = self.lr, self.dual_lr, x.new_full((m,), self.lambda_init)
             if run == self.restarts:  # fine-tuning from the best (r, λ), 100× smaller lrs
                 r, lr0, dual_lr = best_x - x, self.lr / 100, self.dual_lr / 100
@@ -246,7 +213,7 @@ class _PrimalDual(Attack):
             elif run == 0 and self.init == "zero":
                 r = torch.zeros_like(x)
             else:
-                u = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+                u = torch.rand(x.shape, generator=chunk.generator, device=x.device, dtype=x.dtype)
                 r = ((2 * u - 1) * self.init_range + x).clamp(0, 1) - x
             # Dual player: log(λ_norm, λ_loss) with λ_norm/λ_loss = λ0.
             log_w = torch.stack([torch.zeros_like(best), -lam0.log()], 1).log_softmax(1)
@@ -262,13 +229,14 @@ class _PrimalDual(Attack):
                     lr = lr0 * (1 - (1 - self.lr_final_ratio) * frac)
                 else:
                     lr = lr0 * self.lr_final_ratio**frac
-                r = self._primal_step(point - x, grad, weights, lr, step, state)
+                r = self._primal_step(ball, point - x, grad, weights, lr, step, state)
                 r = (x + r).clamp(0, 1) - x
                 # Constraint sign: +1 while still correct (λ_loss up, λ down), −1 once adversarial.
                 violated = (logits.argmax(1) == y).to(x.dtype) * 2 - 1
                 log_w[:, 1] += dual_lr * violated
                 log_w = log_w.log_softmax(1).maximum(log_floor)
                 weights = self.dual_ema * weights + (1 - self.dual_ema) * log_w.exp()
+                chunk.advance(run * self.steps + step + 1, runs * self.steps)
             point = (x + r).clamp(0, 1)
             lam_bar = weights[:, 0] / weights[:, 1]
             with torch.no_grad():
@@ -282,6 +250,7 @@ class PDGD(_PrimalDual):
 
     name: ClassVar[str] = "pdgd"
     norm: ClassVar[str] = "l2"
+    norms: ClassVar[tuple[str, ...]] = ("l2",)
 
     def _default_lr(self) -> float:
         return DEFAULT_LR["pdgd"]
@@ -291,6 +260,7 @@ class PDGD(_PrimalDual):
 
     def _primal_step(
         self,
+        ball: threat.Norm,
         r: torch.Tensor,
         grad: torch.Tensor,
         weights: torch.Tensor,
@@ -298,23 +268,11 @@ class PDGD(_PrimalDual):
         step: int,
         state: dict[str, torch.Tensor],
     ) -> torch.Tensor:
-        # ∇ of λ̄_norm·‖r‖₂ + λ̄_loss·surrogate; ‖r‖'s gradient r/‖r‖ is taken as 0 at r = 0.
-        norms = r.flatten(1).norm(dim=1)
-        unit = r / _view(norms.clamp_min(_TINY), r)
-        g = _view(weights[:, 0], r) * unit + _view(weights[:, 1], r) * grad
-        m_hat, v_hat = _adam_moments(state, g, step)
-        return r - lr * m_hat / v_hat.sqrt().add_(_ADAM_EPS)
-
-
-def _adam_moments(
-    state: dict[str, torch.Tensor], g: torch.Tensor, step: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Update Adam's per-example moments in ``state`` with ``g``; bias-corrected m̂, v̂."""
-    b1, b2 = _ADAM_BETAS
-    state["m"].mul_(b1).add_(g, alpha=1 - b1)
-    state["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
-    t = step + 1
-    return state["m"] / (1 - b1**t), state["v"] / (1 - b2**t)
+        # ∇ of λ̄_norm·‖r‖₂ + λ̄_loss·surrogate; ‖r‖'s gradient r/‖r‖ (l2's steepest
+        # direction) is taken as 0 at r = 0.
+        g = per_example(weights[:, 0], r) * ball.steepest(r) + per_example(weights[:, 1], r) * grad
+        m_hat, v_hat = adam_moments(state["m"], state["v"], g, step + 1)
+        return r - lr * m_hat / v_hat.sqrt().add_(ADAM_EPS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -323,14 +281,11 @@ class PDPGD(_PrimalDual):
     l0_pixel (modified pixels, eq. 5.16)."""
 
     name: ClassVar[str] = "pdpgd"
+    norms: ClassVar[tuple[str, ...]] = PDPGD_NORMS
     norm: str = "linf"  # "linf" | "l2" | "l1" | "l0" | "l0_pixel" (§5.3.1–5.3.4)
     optimizer: str = "sgd"  # "sgd": Algorithm 3; "adam": Adam step, prox in Adam's metric
 
     def __post_init__(self) -> None:
-        if self.norm not in PDPGD_NORMS:
-            raise ConfigError(
-                f"PDPGD norm must be one of {', '.join(PDPGD_NORMS)}, got {self.norm!r}"
-            )
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
@@ -348,6 +303,7 @@ class PDPGD(_PrimalDual):
 
     def _primal_step(
         self,
+        ball: threat.Norm,
         r: torch.Tensor,
         grad: torch.Tensor,
         weights: torch.Tensor,
@@ -360,15 +316,15 @@ class PDPGD(_PrimalDual):
             # Gradient step on the surrogate alone (normalised: the largest pixel change is
             # lr), then the prox of μ‖·‖ with μ = λ̄·lr (eq. 5.10).
             scale = grad.flatten(1).abs().amax(1).clamp_min(_TINY)
-            u = r - lr * grad / _view(scale, r)
-            return PROX[self.norm](u, mu)
+            u = r - lr * grad / per_example(scale, r)
+            return ball.prox(u, mu)
         # Adam: u = r − lr·m̂/D with D = sqrt(v̂) + ε is the minimiser of the linearised
         # surrogate plus (1/2lr)‖z − r‖²_D; adding λ̄‖z‖ gives the prox in the metric D.
         # D is scaled by its per-example maximum, so that μ = λ̄·lr is in the same (pixel)
         # units as with "sgd" and a uniform D gives the plain prox.
-        m_hat, v_hat = _adam_moments(state, grad, step)
+        m_hat, v_hat = adam_moments(state["m"], state["v"], grad, step + 1)
         denom = v_hat.sqrt()
-        denom = denom + _ADAM_EPS * _view(denom.flatten(1).amax(1), r) + _TINY
+        denom = denom + ADAM_EPS * per_example(denom.flatten(1).amax(1), r) + _TINY
         u = r - lr * m_hat / denom
-        metric = denom / _view(denom.flatten(1).amax(1), r)
-        return PROX[self.norm](u, mu, metric)
+        metric = denom / per_example(denom.flatten(1).amax(1), r)
+        return ball.prox(u, mu, metric)

@@ -12,22 +12,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from robustness import threat
-from robustness.attacks.base import (
-    Attack,
-    AttackResult,
-    generator_for,
-    logits_and_grad,
-    make_result,
-    margin,
-)
+from robustness.attacks.base import Attack, Chunk, logits_and_grad, margin
 from robustness.errors import ConfigError
+from robustness.threat import per_example
 
 LOSSES = ("ce", "margin")
 
@@ -37,6 +31,7 @@ class PGD(Attack):
     """Fixed-budget l∞/l2 attack: projected steepest ascent of the loss inside the ε-ball."""
 
     name: ClassVar[str] = "pgd"
+    norms: ClassVar[tuple[str, ...]] = threat.PROJECTED
     norm: str = "linf"  # "linf" or "l2" (robustness.threat norm objects)
     eps: float = 0.3  # Madry et al. MNIST setting, methods.md §4.1 (radius in ``norm``)
     step: float = 0.01  # step size a, Madry et al. (§4.1)
@@ -48,8 +43,8 @@ class PGD(Attack):
     loss: str = "ce"  # "ce": cross-entropy; "margin": max_{j≠y} z_j − z_y (C&W-style)
 
     def __post_init__(self) -> None:
+        threat.get(self.norm)  # first: its message names the projected attacks' norms
         super().__post_init__()
-        threat.get(self.norm)  # ValueError for norms without projection/steepest step
         if not (math.isfinite(self.eps) and self.eps >= 0):
             raise ConfigError(f"eps must be a finite number >= 0, got {self.eps}")
         if not (math.isfinite(self.step) and self.step > 0):
@@ -61,35 +56,24 @@ class PGD(Attack):
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
 
-    def run(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: Any
-    ) -> AttackResult:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: Chunk
+    ) -> torch.Tensor:
         """Attack one chunk; examples misclassified from the start cost no gradient."""
-        if kwargs:
-            raise TypeError(f"PGD takes no extra arguments, got {', '.join(kwargs)}")
-        n = len(x)
-        y = y.to(x.device)
         ball = threat.get(self.norm)
-        gen = generator_for(x, self.seed)
-        iterations = torch.zeros(n, dtype=torch.long, device=x.device)
-        grad_evals = torch.zeros_like(iterations)
         x_adv = x.clone()
-
         with torch.no_grad():
             misclassified = model(x).argmax(1) != y
         todo = (~misclassified).nonzero().squeeze(1)  # examples not yet fooled
-        for _ in range(self.restarts):
+        for run in range(self.restarts):
             if todo.numel() == 0:
                 break
-            x_last, fooled = self._one_run(model, x, y, todo, ball, gen, iterations, grad_evals)
+            x_last, fooled = self._one_run(model, x, y, todo, ball, chunk, run)
             x_adv[todo] = x_last  # the first success stays: later runs only see ``todo``
             todo = todo[~fooled]
             if not self.random_start:
                 break  # a rerun from x itself would repeat the same iterates
-
-        with torch.no_grad():
-            success = misclassified | (model(x_adv).argmax(1) != y)
-        return make_result(x, x_adv, success, self.norm, iterations, grad_evals)
+        return x_adv
 
     def _one_run(
         self,
@@ -98,26 +82,27 @@ class PGD(Attack):
         y: torch.Tensor,
         todo: torch.Tensor,
         ball: threat.Norm,
-        gen: torch.Generator | None,
-        iterations: torch.Tensor,
-        grad_evals: torch.Tensor,
+        chunk: Chunk,
+        run: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One restart for the examples ``todo``: their final points and which are fooled."""
+        """Restart ``run`` for the examples ``todo``: their final points and which are fooled
+        (not measured after the last run: the base's final check does that)."""
         x0 = x[todo]
         out = x0.clone()
         fooled = torch.zeros(len(todo), dtype=torch.bool, device=x.device)
         if self.random_start:
-            out = (x0 + ball.random(x0, self.eps, generator=gen)).clamp(0, 1)
+            out = (x0 + ball.random(x0, self.eps, generator=chunk.generator)).clamp(0, 1)
         pos = torch.arange(len(todo), device=x.device)  # active rows of ``out``
         xa, ya, cur = x0, y[todo], out
         objective = self._objective
-        for _ in range(self.steps):
+        total = self.restarts * self.steps
+        for step in range(self.steps):
             logits, _, grad = logits_and_grad(model, cur, lambda z, ya=ya: objective(z, ya))
-            grad_evals[todo[pos]] += 1
-            iterations[todo[pos]] += 1
+            chunk.count(todo[pos])
+            chunk.advance(run * self.steps + step + 1, total)
             if self.early_stop:
                 hit = logits.argmax(1) != ya
-                out[pos] = torch.where(_rows(hit, cur), cur, out[pos])
+                out[pos] = torch.where(per_example(hit, cur), cur, out[pos])
                 fooled[pos] = hit
                 keep = (~hit).nonzero().squeeze(1)  # the one host sync of the iteration
                 if keep.numel() == 0:
@@ -127,8 +112,9 @@ class PGD(Attack):
             r = ball.project(cur - xa + self.step * ball.steepest(grad), self.eps)
             cur = (xa + r).clamp(0, 1)
         out[pos] = cur
-        with torch.no_grad():
-            fooled[pos] = model(cur).argmax(1) != ya
+        if run < self.restarts - 1 and self.random_start:
+            with torch.no_grad():
+                fooled[pos] = model(cur).argmax(1) != ya
         return out, fooled
 
     def _objective(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -136,8 +122,3 @@ class PGD(Attack):
         if self.loss == "ce":
             return F.cross_entropy(logits, y, reduction="none")
         return -margin(logits, y)
-
-
-def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A per-example boolean mask shaped to broadcast against ``like``."""
-    return mask.view(-1, *([1] * (like.dim() - 1)))

@@ -25,7 +25,7 @@ from torch import nn
 from torch.func import functional_call
 
 from robustness import nets
-from robustness.attacks.high_confidence import closest_target, hc_differentiable
+from robustness.attacks.high_confidence import closest_target_from, hc_differentiable
 from robustness.defenses.base import BatchLoss, Defense
 from robustness.errors import ConfigError
 
@@ -49,6 +49,9 @@ class CriticParams:
     pretrain_epochs: int = 1  # §4.5: 1 epoch of pre-training initialises the confidences
     pretrain_weight_decay: float = 5e-6  # methods.md §5: CE + 5e-6·Σ‖W‖²/2 (not the last layer)
     ema_momentum: float = 0.5  # methods.md §5: running class confidence, bias-corrected
+    # §4.5: the critic's lr is halved after these epochs (40, 80 of 100); a shortened run
+    # (the research preset) scales them with the classifier's.
+    milestones: tuple[int, ...] = CRITIC_MILESTONES
 
     def __post_init__(self) -> None:
         if self.weight is not None and (isinstance(self.weight, bool) or self.weight < 0):
@@ -64,6 +67,10 @@ class CriticParams:
             raise ConfigError(f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
         if not 0.0 <= self.ema_momentum < 1.0:
             raise ConfigError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
+        milestones = tuple(int(m) for m in self.milestones)  # JSON gives a list
+        if any(m < 1 for m in milestones) or list(milestones) != sorted(milestones):
+            raise ConfigError(f"milestones must be increasing epochs >= 1, got {milestones}")
+        object.__setattr__(self, "milestones", milestones)
 
 
 def weight_penalty(model: nn.Module) -> torch.Tensor:
@@ -151,7 +158,7 @@ class AdversaryCritic(Defense):
             self.critic.parameters(), lr=self.params.critic_lr, betas=CRITIC_BETAS
         )
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, list(CRITIC_MILESTONES), gamma=CRITIC_GAMMA
+            self.optimizer, list(self.params.milestones), gamma=CRITIC_GAMMA
         )
         self._confidence_ema = torch.zeros(num_classes, device=device)
         self._confidence_updates = torch.zeros(num_classes, dtype=torch.long, device=device)
@@ -205,7 +212,11 @@ class AdversaryCritic(Defense):
         """
         if self.weight is None:
             raise RuntimeError("call setup(model, ...) before loss()")
-        logits = model(x)
+        # The clean pass is taken at x as a leaf that requires grad once training proper
+        # starts: its graph also gives the closest target's gradients and the attack's
+        # first step, so neither recomputes the forward (bench/critic_cost.py).
+        x_in = x if self.pretraining else x.detach().requires_grad_(True)
+        logits = model(x_in)
         if self.critic is None:  # the model did not say its input shape: take the batch's
             self._build(tuple(x.shape[1:]), logits.shape[1], x.device)
         self.update_confidence(logits)
@@ -217,19 +228,29 @@ class AdversaryCritic(Defense):
         p = self.params
         clean_conf, pred = logits.softmax(1).max(1)
         # 1. Target: the closest boundary from the prediction; C: its class's running mean.
-        target = closest_target(model, x, pred)
+        target = closest_target_from(logits, x_in, pred)
         confidence = self.running_confidence()[target]
         # 2. High-confidence attack with its graph (second order into the classifier).
         x_adv = hc_differentiable(
-            model, x, target, confidence, steps=p.attack_steps, overshoot=p.overshoot
+            model,
+            x,
+            target,
+            confidence,
+            steps=p.attack_steps,
+            overshoot=p.overshoot,
+            start=(x_in, logits),
         )
-        with torch.no_grad():
-            adv_pred = model(x_adv.detach()).argmax(1)
+        # The prediction at x̂, taken with a graph: it is also the cycle attack's first step.
+        x_adv_in = x_adv.detach().requires_grad_(True)
+        adv_logits = model(x_adv_in)
+        adv_pred = adv_logits.detach().argmax(1)
         # 3. One critic step on constants.
         self.critic_step(x, y, x_adv.detach(), adv_pred)
         # 4. The classifier's loss. The attack does not depend on the critic and the classifier
         # has not changed since step 2, so step 2's x̂ (graph included) is the recomputed x̂.
-        adv, rec = self.adversarial_terms(model, x, x_adv, adv_pred, pred, clean_conf)
+        adv, rec = self.adversarial_terms(
+            model, x, x_adv, adv_pred, pred, clean_conf, start=(x_adv_in, adv_logits)
+        )
         return BatchLoss(loss=ce + self.weight * adv + p.rec_weight * rec, logits=logits)
 
     def critic_step(
@@ -253,13 +274,15 @@ class AdversaryCritic(Defense):
         adv_pred: torch.Tensor,
         pred: torch.Tensor,
         clean_conf: torch.Tensor,
+        start: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. 4.4's critic term and eq. 4.5's cycle term, each a mean over successful attacks.
 
         Success: the prediction of x̂ differs from the clean prediction. Fooling the critic is
         softplus(−D(x̂)[f(x̂)]) (BCE with label 1); the cycle term is ‖x − x_rec‖₂² with x_rec
         the attack from detached x̂ back to ``pred`` at the clean confidence (with its graph).
-        Both are 0 when no attack succeeded. The critic is a constant here.
+        Both are 0 when no attack succeeded. The critic is a constant here. ``start`` is the
+        classifier's pass at detached x̂ (leaf, logits), the cycle attack's first step.
         """
         assert self.critic is not None
         p = self.params
@@ -274,7 +297,13 @@ class AdversaryCritic(Defense):
             adv = torch.where(success, fool, zero).sum() / count
         if p.rec_weight:
             x_rec = hc_differentiable(
-                model, x_adv.detach(), pred, clean_conf, steps=p.attack_steps, overshoot=p.overshoot
+                model,
+                x_adv.detach(),
+                pred,
+                clean_conf,
+                steps=p.attack_steps,
+                overshoot=p.overshoot,
+                start=start,
             )
             dist = (x - x_rec).flatten(1).square().sum(1)
             rec = torch.where(success, dist, zero).sum() / count

@@ -7,8 +7,10 @@ resumed) and measurements already made are read back from the entry's metrics.
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,12 +18,21 @@ from typing import Any
 import torch
 
 from robustness import attacks, evaluation, load_model
+from robustness.defenses.critic import CRITIC_MILESTONES
 from robustness.errors import ConfigError
 from robustness.registry.files import checkpoint_file, dataset_load, device_for
 from robustness.registry.models import TrainedModel
 from robustness.registry.services import model_train
-from robustness.tables import PRESETS, TABLES, Column, Row, Table
-from robustness.training import Callbacks, TrainConfig
+from robustness.tables import (
+    PRESETS,
+    TABLES,
+    Column,
+    Row,
+    Table,
+    preset_epochs,
+    scaled_milestones,
+)
+from robustness.training import SCHEDULES, Callbacks, TrainConfig
 
 
 @dataclass
@@ -48,18 +59,34 @@ def cell_config(
     dataset: str = "mnist",
 ) -> TrainConfig:
     """The training configuration of one cell: the table's schedule, the preset's budget."""
-    params = {**row.params, **preset["defense_overrides"].get(row.defense, {})}
+    overrides = preset["defense_overrides"]
+    params = {
+        **row.params,
+        **overrides.get(row.defense, {}),
+        **overrides.get(f"{table.name}/{row.label}", {}),
+    }
+    epochs = epochs or preset_epochs(preset, table, arch, row)
+    schedule: dict[str, Any] = {}
+    if preset.get("scale_schedule") and epochs < table.epochs:
+        # The schedule compressed to the shorter run: the same final learning rate.
+        defaults = SCHEDULES[table.schedule]
+        if defaults["lr_decay"] == "exponential":
+            schedule["gamma"] = defaults["gamma"] ** (table.epochs / epochs)
+        schedule["milestones"] = scaled_milestones(defaults.get("milestones", ()), epochs, table)
+        if row.defense == "critic":
+            params["milestones"] = scaled_milestones(CRITIC_MILESTONES, epochs, table)
     return TrainConfig.from_schedule(
         table.schedule,
         arch=arch,
         defense=row.defense,
         defense_params=params,
-        epochs=epochs or preset["epochs"] or table.epochs,
+        epochs=epochs,
         train_limit=preset["train_limit"],
         seed=run,
         batch_size=table.batch_size,
         lr=table.lr,
         dataset=dataset,
+        **schedule,
     )
 
 
@@ -70,19 +97,28 @@ def measure(
     y: torch.Tensor,
     correct: torch.Tensor,
     overrides: dict[str, dict[str, Any]],
+    results: dict[str, Any] | None = None,
 ) -> float | None:
-    """One column's number for one model (before display scaling)."""
+    """One column's number for one model (before display scaling). ``results`` caches attack
+    results per attack and settings, so two columns of one attack (ρ and success) run it once."""
     if column.kind == "error":
         return 1.0 - correct.sum().item() / len(correct)
     assert column.attack is not None
-    attack = attacks.build(column.attack, **{**column.params, **overrides.get(column.attack, {})})
-    result = evaluation.run_attack(attack, model, x, y).result
+    params = {**column.params, **overrides.get(column.attack, {})}
+    key = f"{column.attack}:{sorted(params.items())}"
+    cache = {} if results is None else results
+    if key not in cache:
+        attack = attacks.build(column.attack, **params)
+        cache[key] = evaluation.run_attack(attack, model, x, y).result
+    result = cache[key]
     if column.kind == "fgsm":
         return 1.0 - (correct & ~result.success).sum().item() / len(correct)
     if column.kind == "rho":
         return evaluation.average_robustness(x, result, correct)["rho"]
     if column.kind == "norm":
         return evaluation.min_norm_summary(result, correct, thresholds=())["mean_norm"]
+    if column.kind == "success":
+        return evaluation.average_robustness(x, result, correct)["success_rate"]
     raise ValueError(f"unknown column kind {column.kind!r}")
 
 
@@ -195,6 +231,14 @@ def _trained(
     progress = callbacks(name) if callbacks else None
     if entry is None:
         return model_train(name=name, config=config, device=str(device), callbacks=progress)
+    stored = {k: v for k, v in entry.hyperparameters.items() if k != "epochs"}
+    wanted = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k != "epochs"}
+    if stored != wanted:
+        changed = sorted(k for k in wanted.keys() | stored.keys() if stored.get(k) != wanted.get(k))
+        raise ConfigError(
+            f"{name} was trained with other settings ({', '.join(changed)} differ from the "
+            f"preset's); delete it with `manage.py models --delete {name}` to train it again"
+        )
     if entry.status == TrainedModel.Status.DONE and entry.epochs_done >= config.epochs:
         return entry
     return model_train(
@@ -213,6 +257,8 @@ def _measured(
     """Each column's value, read from the registry entry when measured before."""
     stored = dict(entry.metrics.get("reproduce", {}))
     suffix = f"|limit={eval_limit}|{sorted(preset['attack_overrides'].items())}"
+    if preset.get("attack_limits"):
+        suffix += f"|{sorted(preset['attack_limits'].items())}"
     missing = [c for c in table.columns if c.key + suffix not in stored]
     if missing:
         if entry.dataset not in test_cache:
@@ -221,12 +267,25 @@ def _measured(
         with checkpoint_file(entry) as path:
             model = load_model(path, device=device)
         correct = evaluation.predict(model, test.x) == test.y
+        results: dict[str, Any] = {}
+        seconds = dict(entry.metrics.get("reproduce_seconds", {}))
+        limits = preset.get("attack_limits", {})
         for column in missing:
+            started = time.perf_counter()
+            n = limits.get(column.attack, len(test.x))  # the costliest attacks: fewer images
             stored[column.key + suffix] = measure(
-                column, model, test.x, test.y, correct, preset["attack_overrides"]
+                column,
+                model,
+                test.x[:n],
+                test.y[:n],
+                correct[:n],
+                preset["attack_overrides"],
+                results,
             )
-        entry.metrics = {**entry.metrics, "reproduce": stored}
-        entry.save(update_fields=["metrics", "updated"])
+            seconds[column.key + suffix] = round(time.perf_counter() - started, 2)
+            # Saved after each column: an interrupted evaluation keeps what it measured.
+            entry.metrics = {**entry.metrics, "reproduce": stored, "reproduce_seconds": seconds}
+            entry.save(update_fields=["metrics", "updated"])
     return {c.label: stored[c.key + suffix] for c in table.columns}
 
 

@@ -13,10 +13,10 @@ from robustness import attacks, threat
 from robustness.attacks.base import (
     Attack,
     AttackResult,
+    Chunk,
     box_project,
     check_inputs,
     class_gradients,
-    make_result,
 )
 
 
@@ -106,16 +106,16 @@ class Shift(Attack):
 
     name: ClassVar[str] = "shift"
     norm: ClassVar[str] = "linf"
+    norms: ClassVar[tuple[str, ...]] = ("linf",)
     delta: float = 0.1
 
-    def run(self, model, x, y, target=None):
+    def perturb(self, model, x, y, chunk: Chunk, target=None):
         assert not model.training
         assert len(x) <= self.chunk_size
-        n = len(x)
-        extras = {"target": target} if target is not None else {}
-        return make_result(
-            x, x + self.delta, torch.ones(n), self.norm, torch.ones(n), torch.ones(n), **extras
-        )
+        chunk.count()
+        if target is not None:
+            chunk.extras["target"] = target
+        return x + self.delta
 
 
 def test_base_call_chunks_restores_mode_and_clamps():
@@ -170,3 +170,59 @@ def test_class_gradients_loop_and_vmap_paths_agree(monkeypatch):
     mapped = class_gradients(model, x), class_gradients(model, x, classes)
     for (la, ga), (lb, gb) in zip(looped, mapped, strict=True):
         assert torch.equal(la, lb) and torch.allclose(ga, gb, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", threat.NORMS)
+def test_every_norm_object_measures_projects_and_proxes_per_example(name):
+    ball = threat.norm(name)
+    r = torch.randn(6, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(ball.distance(r), threat.lp_norm(r, name))
+    eps = torch.tensor([1.0, 2.0, 3.0, 5.0, 8.0, 1000.0])  # radii; whole counts for l0
+    p = ball.project(r, eps)
+    assert (ball.distance(p) <= eps + 1e-5).all()
+    outside = ball.distance(r) > eps
+    assert outside[:2].all() and not outside[-1]
+    assert (ball.distance(p[outside]) >= eps[outside] - 1e-4).all()  # onto the sphere
+    assert torch.equal(p[~outside], r[~outside])  # inside the ball: unchanged
+    assert torch.allclose(ball.prox(r, 1e-9), r, atol=1e-4)
+    assert ball.prox(r, 1e6).eq(0).all()
+
+
+def test_l0_projections_keep_the_largest_entries_or_pixels():
+    r = torch.tensor([0.5, -3.0, 0.0, 2.0, -1.0, 0.1]).view(1, 1, 2, 3)
+    kept = threat.norm("l0").project(r, 2.0)
+    assert kept.flatten().tolist() == [0.0, -3.0, 0.0, 2.0, 0.0, 0.0]
+    colour = torch.zeros(1, 3, 1, 3)
+    colour[0, :, 0, 0] = torch.tensor([0.1, 0.9, 0.0])  # pixel 0: largest channel 0.9
+    colour[0, 2, 0, 1] = 0.5  # pixel 1: 0.5
+    colour[0, 0, 0, 2] = -0.7  # pixel 2: 0.7
+    kept = threat.norm("l0_pixel").project(colour, 2)
+    assert torch.equal(kept[0, :, 0, 0], colour[0, :, 0, 0]) and not kept[0, :, 0, 1].any()
+    assert torch.equal(kept[0, :, 0, 2], colour[0, :, 0, 2])
+
+
+@pytest.mark.parametrize("name", ["linf", "l2", "l1"])
+def test_steepest_direction_and_random_start(name):
+    ball = threat.norm(name)
+    gen = torch.Generator().manual_seed(4)
+    g = torch.randn(6, 1, 4, 4, generator=gen)
+    step = ball.steepest(g)
+    assert torch.allclose(ball.distance(step), torch.ones(6))
+    # steepest ascent: ⟨g, step⟩ is the dual norm of g
+    assert torch.allclose((g * step).flatten(1).sum(1), ball.dual(g.flatten(1)), rtol=1e-5)
+    start = ball.random(torch.zeros(4000, 1, 2, 2), 0.3, generator=gen)
+    size = ball.distance(start)
+    assert (size <= 0.3 + 1e-6).all()
+    # uniform in a d-ball (d = 4): P(‖r‖ ≤ ρ) = (ρ/ε)^d, so (‖r‖/ε)^d is uniform on [0, 1]
+    assert abs((size / 0.3).pow(4).mean().item() - 0.5) < 0.03
+
+
+@pytest.mark.parametrize("name", ["l0", "l0_pixel"])
+def test_counting_norms_have_no_steepest_direction_or_random_start(name):
+    ball = threat.norm(name)
+    with pytest.raises(ValueError, match="has no steepest"):
+        ball.steepest(torch.ones(1, 1, 2, 2))
+    with pytest.raises(ValueError, match="has no random start"):
+        ball.random(torch.ones(1, 1, 2, 2), 1.0)
+    with pytest.raises(ValueError, match="has no dual"):
+        ball.dual(torch.ones(1, 4))

@@ -98,9 +98,9 @@ def test_a_critic_batch_steps_the_critic_and_the_loop_steps_the_classifier(tiny)
     seen = {}
     terms = defense.adversarial_terms
 
-    def spy(model, x, x_adv, *args):
+    def spy(model, x, x_adv, *args, **kwargs):
         seen["attack graph"] = x_adv.grad_fn is not None
-        return terms(model, x, x_adv, *args)
+        return terms(model, x, x_adv, *args, **kwargs)
 
     defense.adversarial_terms = spy
     out = defense.loss(model, x, y)
@@ -291,3 +291,57 @@ def test_fit_trains_and_resumes_bit_identically(tiny, tmp_path):
     final = checkpoint.load(tmp_path / "three.pt")["defense"]["critic"]
     redone = checkpoint.load(part)["defense"]["critic"]
     assert checkpoint.weights_sha256(final) == checkpoint.weights_sha256(redone)
+
+
+def test_reusing_the_clean_pass_gives_the_earlier_loss_and_gradients(tiny):
+    """The defense takes the closest target and the attacks' first steps from passes it has
+    (bench/critic_cost.py); loss and gradients match recomputing every pass."""
+    model, defense, _ = pretrained(tiny)
+    x, y = tiny.train.x[:30], tiny.train.y[:30]
+    params = list(model.parameters())
+    p = defense.params
+    critic_state = {k: v.clone() for k, v in defense.critic.state_dict().items()}
+    optimizer_state = defense.optimizer.state_dict()
+
+    def earlier() -> torch.Tensor:
+        logits = model(x)
+        ce = F.cross_entropy(logits, y)
+        clean_conf, pred = logits.softmax(1).max(1)
+        target = closest_target(model, x, pred)
+        x_adv = hc_differentiable(model, x, target, defense.running_confidence()[target])
+        with torch.no_grad():
+            adv_pred = model(x_adv).argmax(1)
+        defense.critic_step(x, y, x_adv.detach(), adv_pred)
+        adv, rec = defense.adversarial_terms(model, x, x_adv, adv_pred, pred, clean_conf)
+        return ce + defense.weight * adv + p.rec_weight * rec
+
+    confidences = (defense._confidence_ema.clone(), defense._confidence_updates.clone())
+    torch.manual_seed(7)
+    defense.update_confidence(model(x).detach())  # as loss() does first
+    reference = earlier()
+    expected = torch.autograd.grad(reference, params)
+    defense.critic.load_state_dict(critic_state)
+    defense.optimizer.load_state_dict(optimizer_state)
+    defense._confidence_ema, defense._confidence_updates = confidences
+    torch.manual_seed(7)
+    loss = defense.loss(model, x, y).loss
+    got = torch.autograd.grad(loss, params)
+    assert torch.allclose(loss, reference, rtol=1e-5, atol=1e-6)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_the_closest_target_from_a_pass_matches_the_batched_one(tiny):
+    from robustness.attacks.high_confidence import closest_target_from
+
+    torch.manual_seed(0)
+    model = nets.build("lenet5", in_shape=tiny.input_shape, num_classes=tiny.num_classes)
+    x = tiny.train.x[:40]
+    leaf = x.detach().requires_grad_(True)
+    logits = model(leaf)
+    pred = logits.argmax(1)
+    got = closest_target_from(logits, leaf, pred)
+    assert torch.equal(got, closest_target(model, x, pred))
+    assert (got != pred).all()
+    # The graph is kept for the caller (the attack's first step reuses it).
+    assert torch.autograd.grad(logits.sum(), leaf)[0].shape == x.shape

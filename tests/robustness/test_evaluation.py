@@ -60,15 +60,13 @@ class Identity(Attack):
 
     name: ClassVar[str] = "identity"
     norm: ClassVar[str] = "l2"
+    norms: ClassVar[tuple[str, ...]] = ("l2",)
     seed: int | None = 0
 
-    def run(self, model, x, y, target=None):
+    def perturb(self, model, x, y, chunk, target=None):
         assert len(x) <= self.chunk_size and (target is None or len(target) == len(x))
-        n = len(x)
-        zeros = torch.zeros(n, dtype=torch.long)
-        return make_result(
-            x, x, zeros, "l2", zeros, zeros, target=target, seed=torch.full((n,), self.seed)
-        )
+        chunk.extras.update(target=target, seed=torch.full((len(x),), chunk.seed))
+        return x
 
 
 def test_run_attack_chunks_and_reports_progress():
@@ -76,13 +74,13 @@ def test_run_attack_chunks_and_reports_progress():
     x, y = torch.rand(7, 1, 2, 2), torch.zeros(7, dtype=torch.long)
     out = evaluation.run_attack(
         Identity(chunk_size=3),
-        torch.nn.Identity(),
+        torch.nn.Flatten(),
         x,
         y,
         target=torch.arange(7),
         progress=lambda d, t: seen.append((d, t)),
     )
-    assert seen == [(3, 7), (6, 7), (7, 7)]
+    assert seen == [(0, 7), (3, 7), (6, 7), (7, 7)]  # the start, then each chunk
     assert torch.equal(out.result.x_adv, x)
     assert torch.equal(out.result.extras["target"], torch.arange(7))
     assert out.result.extras["seed"].tolist() == [0, 0, 0, 3, 3, 3, 6]  # seed + chunk start

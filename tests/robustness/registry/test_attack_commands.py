@@ -120,6 +120,11 @@ def test_attack_reports_the_chapter_5_summary(registered, tmp_path):
         ("evaluate", ["--model", "tiny", "--attacks", "fgsm", "--set", "fgsm.eps=big"], "eps"),
         ("attack", ["--model", "tiny", "--attack", "fgsm", "--steps", "3"], "no parameter 'steps'"),
         ("attack", ["--model", "tiny", "--attack", "pgd", "--norm", "l7"], "l7"),
+        (
+            "attack",
+            ["--model", "tiny", "--attack", "pdgd", "--norm", "linf"],
+            "supports the norm l2, not 'linf'",
+        ),
         ("attack", ["--model", "tiny", "--attack", "magic"], "invalid choice"),
         (
             "attack",
@@ -132,6 +137,16 @@ def test_attack_reports_the_chapter_5_summary(registered, tmp_path):
 def test_bad_input_is_one_line(registered, command, args, message):
     with pytest.raises(CommandError, match=message):
         call_command(command, *args, "--no-progress")
+
+
+def test_a_fixed_norm_attack_accepts_its_own_norm(registered, tmp_path):
+    out = tmp_path / "pdgd.json"
+    call_command(
+        "attack", "--model", "tiny", "--attack", "pdgd", "--norm", "l2", "--limit", "4",
+        "--steps", "3", "--json", str(out), "--no-progress",
+    )  # fmt: skip
+    report = json.loads(out.read_text())
+    assert (report["attack"], report["norm"], report["params"]["steps"]) == ("pdgd", "l2", 3)
 
 
 def test_unfinished_models_are_refused(registered):

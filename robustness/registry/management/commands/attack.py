@@ -31,7 +31,8 @@ class Command(BlindspotCommand):
         entity_option(parser, "model", required=True)
         parser.add_argument("--attack", required=True, choices=attacks.names())
         parser.add_argument(
-            "--norm", help="linf, l2, l1, l0 or l0_pixel where the attack has a choice"
+            "--norm",
+            help="linf, l2, l1, l0 or l0_pixel: one the attack supports (its own if fixed)",
         )
         parser.add_argument("--limit", type=positive_int, default=1000)
         parser.add_argument("--split", choices=("test", "valid"), default="test")

@@ -1,25 +1,41 @@
-"""``manage.py models``: list the model registry."""
+"""``manage.py models``: list the model registry, or delete entries (``--delete NAME ...``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from robustness.registry.cli import BlindspotCommand
 from robustness.registry.models import TrainedModel
 from robustness.registry.selectors import model_list
+from robustness.registry.services import model_delete
 
 
 class Command(BlindspotCommand):
-    help = "List registered models with their status and test error."
+    help = "List registered models with their status and test error, or delete some."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--status", choices=TrainedModel.Status.values)
         parser.add_argument("--arch")
         parser.add_argument("--defense")
+        parser.add_argument(
+            "--delete",
+            nargs="+",
+            metavar="NAME",
+            help="delete these entries with their checkpoints and run folders",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        if opts["delete"]:
+            doomed = list(TrainedModel.objects.filter(name__in=opts["delete"]))
+            missing = sorted(set(opts["delete"]) - {row.name for row in doomed})
+            if missing:
+                raise CommandError(f"no model named {', '.join(missing)}; nothing deleted")
+            for row in doomed:
+                model_delete(row=row)
+                self.stdout.write(f"deleted {row.name}")
+            return
         rows = model_list(status=opts["status"], arch=opts["arch"], defense=opts["defense"])
         header = ("name", "arch", "defense", "status", "epochs", "test err", "img/s", "created")
         table = [header]
