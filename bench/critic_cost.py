@@ -15,7 +15,7 @@ One classifier step of the critic defense (after pre-training) needs, per batch 
 Each kind of pass is timed on its own on this machine; their sum weighted by the counts is the
 ideal step, and ideal / plain step is the ideal ratio. The defense's actual step is timed on
 the same batches, and so is the earlier implementation (separate clean, closest-target, attack
-and prediction passes) as the baseline of the same run.
+and prediction passes) as the baseline of the same run, the three interleaved batch by batch.
 
     python -m bench.critic_cost --out bench/results/critic_cost.json [--threads 1]
 """
@@ -145,35 +145,46 @@ def earlier_loss(defense: AdversaryCritic, model: torch.nn.Module, x, y) -> torc
     return ce + defense.weight * adv + p.rec_weight * rec
 
 
-def steps_per_second(arch: str, x_all, y_all, batch: int, mode: str) -> float:
-    """Seconds per classifier step: plain, the critic defense, or its earlier version."""
-    torch.manual_seed(0)
-    model = nets.build(arch, in_shape=(1, 28, 28)).train()
-    params = list(model.parameters())
-    opt = torch.optim.Adam(params, lr=5e-4, betas=(0.5, 0.999))
-    defense = defenses.build("critic", {"pretrain_epochs": 1})
-    assert isinstance(defense, AdversaryCritic)
-    defense.setup(model, device=torch.device("cpu"), epochs=5)
-    batches = list(zip(x_all.split(batch), y_all.split(batch), strict=True))
-    defense.begin_epoch(1)
-    for xb, yb in batches[:3]:  # pre-training initialises the running confidences
-        defense.loss(model, xb, yb)
-    defense.begin_epoch(2)
-    times = []
-    for i, (xb, yb) in enumerate(batches[3:]):
-        start = time.perf_counter()
-        if mode == "plain":
-            loss = F.cross_entropy(model(xb), yb)
-        elif mode == "critic":
-            loss = defense.loss(model, xb, yb).loss
-        else:
-            loss = earlier_loss(defense, model, xb, yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=params)
-        opt.step()
-        if i:  # the first step warms up
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def step_seconds(arch: str, x_all, y_all, batch: int) -> dict[str, float]:
+    """Median seconds per classifier step of plain training, the critic defense and its
+    earlier version, interleaved batch by batch (rotating order) so drift hits all alike."""
+    modes = ("plain", "critic", "earlier")
+    runs = {}
+    for mode in modes:
+        torch.manual_seed(0)
+        model = nets.build(arch, in_shape=(1, 28, 28)).train()
+        params = list(model.parameters())
+        opt = torch.optim.Adam(params, lr=5e-4, betas=(0.5, 0.999))
+        defense = defenses.build("critic", {"pretrain_epochs": 1})
+        assert isinstance(defense, AdversaryCritic)
+        defense.setup(model, device=torch.device("cpu"), epochs=5)
+        defense.begin_epoch(1)
+        for xb, yb in zip(
+            x_all[: 3 * batch].split(batch), y_all[: 3 * batch].split(batch), strict=True
+        ):
+            defense.loss(model, xb, yb)  # pre-training initialises the running confidences
+        defense.begin_epoch(2)
+        runs[mode] = (model, params, opt, defense)
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    batches = list(
+        zip(x_all[3 * batch :].split(batch), y_all[3 * batch :].split(batch), strict=True)
+    )
+    for i, (xb, yb) in enumerate(batches):
+        for mode in modes[i % 3 :] + modes[: i % 3]:
+            model, params, opt, defense = runs[mode]
+            start = time.perf_counter()
+            if mode == "plain":
+                loss = F.cross_entropy(model(xb), yb)
+            elif mode == "critic":
+                loss = defense.loss(model, xb, yb).loss
+            else:
+                loss = earlier_loss(defense, model, xb, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward(inputs=params)
+            opt.step()
+            if i >= 3:  # the first steps warm up
+                times[mode].append(time.perf_counter() - start)
+    return {mode: statistics.median(values) for mode, values in times.items()}
 
 
 def main() -> None:
@@ -186,7 +197,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     mnist = data.load("mnist")
-    n = args.batch * (args.steps + 4)
+    n = args.batch * (args.steps + 6)
     x_all, y_all = mnist.train.x[:n], mnist.train.y[:n]
     results = []
     for arch in NETWORKS:
@@ -197,9 +208,8 @@ def main() -> None:
         defense.setup(model, device=torch.device("cpu"), epochs=5)
         x, y = x_all[: args.batch], y_all[: args.batch]
         unit = units(arch, defense, x, y, args.repeats)
-        plain = steps_per_second(arch, x_all, y_all, args.batch, "plain")
-        actual = steps_per_second(arch, x_all, y_all, args.batch, "critic")
-        earlier = steps_per_second(arch, x_all, y_all, args.batch, "earlier")
+        seconds = step_seconds(arch, x_all, y_all, args.batch)
+        plain, actual, earlier = seconds["plain"], seconds["critic"], seconds["earlier"]
         ideal = sum(COUNTS[k] * unit[k] for k in COUNTS)
         row = {
             "network": arch,
