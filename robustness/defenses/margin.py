@@ -3,9 +3,10 @@
 loss = mean hinge max(0, 1 + max_{j≠y} z_j − z_y) + C · mean S(x, y), with the margin
 sensitivity S = max_{j≠y} ‖∇ₓz_j − ∇ₓz_y‖ over the full input Jacobian. As in the authors'
 code, the l2 variant uses the *squared* l2 norm (C = 0.1) and the l1 variant the l1 norm
-(C = 0.01; it enlarges the l∞ margin). The class j is picked on detached gradients of all k
-logits (one vmapped backward pass); only ∇ₓ(z_j − z_y) is then recomputed with a graph, so the
-penalty's double backpropagation costs one extra backward pass instead of k.
+(C = 0.01; it enlarges the l∞ margin). The class j is picked on first-order gradients of all k
+logits (k backward passes through the clean graph, a loop: vmap's fallback for convolutions is
+slower); only ∇ₓ(z_j − z_y) is then taken with a graph, so the penalty's double
+backpropagation costs one extra backward pass instead of k.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustness.attacks.base import margin
+from robustness.attacks.base import logit_gradients, margin
 from robustness.defenses.base import BatchLoss, Defense
 from robustness.errors import ConfigError
 from robustness.plugins import as_float
@@ -61,14 +62,8 @@ def logits_and_sensitivity(
         logits = model(x)
         n, k = logits.shape
         eye = torch.eye(k, device=x.device, dtype=logits.dtype)
-        # Pick j without gradient: ∇z_c for every class c in one batched backward (k×N×C×H×W).
-        (grads,) = torch.autograd.grad(
-            logits,
-            x,
-            grad_outputs=eye[:, None, :].expand(k, n, k),
-            is_grads_batched=True,
-            retain_graph=True,
-        )
+        # Pick j without gradient: ∇z_c for every class c (k×N×C×H×W), first order.
+        grads = logit_gradients(logits, x, keep_graph=True)
         rows = torch.arange(n, device=x.device)
         scores = _sensitivity_norm(grads - grads[y, rows][None], norm).T  # N×k
         j = scores.scatter(1, y[:, None], float("-inf")).argmax(1)
