@@ -78,6 +78,7 @@ coverage: install
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS),bench]'
+	$(PY) -m pip install --quiet --no-deps $$(grep -o '"adv-lib==[^"]*"' pyproject.toml | tr -d '"')
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
@@ -86,6 +87,7 @@ bench: $(BENCH_STAMP)
 	$(PY) -m bench.memory_bench --out bench/results/memory.json
 	$(PY) -m bench.queue_bench --out bench/results/queue.json
 	$(PY) -m bench.critic_cost --out bench/results/critic_cost.json
+	$(PY) -m bench.minnorm_bench --out bench/results/attacks-per-norm.json
 
 LOADTEST_STAMP := $(VENV)/.loadtest-installed
 $(LOADTEST_STAMP): $(STAMP)

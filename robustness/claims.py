@@ -41,6 +41,11 @@ def _rows(table: str) -> list[str]:
     return [row.label for row in TABLES[table].rows]
 
 
+def _settled(verdict: str, missing: bool) -> str:
+    """A contradiction on the cells at hand is final; otherwise missing cells leave it open."""
+    return verdict if verdict == NOT_REPRODUCED or not missing else PENDING
+
+
 def _values(report: Report, arch: str, rows: Sequence[str], column: str) -> dict[str, float]:
     """``column`` of each of ``rows`` on ``arch``; empty when any cell is missing."""
     values = {row: _value(report, arch, row, column) for row in rows}
@@ -51,11 +56,13 @@ def _largest(column: str, winners: Sequence[str], archs: Sequence[str], table: s
     """The best of ``winners`` beats every other row of ``column`` on every network."""
 
     def check(report: Report) -> tuple[str, str]:
-        notes, verdict = [], REPRODUCED
+        notes, verdict, missing = [], REPRODUCED, False
         for arch in archs:
             values = _values(report, arch, _rows(table), column)
             if not values:
-                return PENDING, f"{arch}: cells missing"
+                notes.append(f"{arch}: cells missing")
+                missing = True
+                continue
             best = max(winners, key=lambda row: values[row])
             rival = max((r for r in values if r not in winners), key=lambda row: values[row])
             ok = values[best] > values[rival]
@@ -64,7 +71,7 @@ def _largest(column: str, winners: Sequence[str], archs: Sequence[str], table: s
                 f"{arch}: {best} {values[best]:.3g} {'>' if ok else '<='} {rival} "
                 f"{values[rival]:.3g}"
             )
-        return verdict, "; ".join(notes)
+        return _settled(verdict, missing), "; ".join(notes)
 
     return check
 
@@ -73,11 +80,13 @@ def _between(column: str, low: str, middle: Sequence[str], high: Sequence[str], 
     """Each of ``middle`` lies above ``low`` and below the best of ``high``."""
 
     def check(report: Report) -> tuple[str, str]:
-        notes, verdict = [], REPRODUCED
+        notes, verdict, missing = [], REPRODUCED, False
         for arch in archs:
             values = _values(report, arch, [low, *middle, *high], column)
             if not values:
-                return PENDING, f"{arch}: cells missing"
+                notes.append(f"{arch}: cells missing")
+                missing = True
+                continue
             top = max(values[row] for row in high)
             for row in middle:
                 ok = values[low] < values[row] < top
@@ -86,7 +95,7 @@ def _between(column: str, low: str, middle: Sequence[str], high: Sequence[str], 
                     f"{arch} {row}: {values[low]:.3g} < {values[row]:.3g} < {top:.3g}"
                     f"{'' if ok else ' fails'}"
                 )
-        return verdict, "; ".join(notes)
+        return _settled(verdict, missing), "; ".join(notes)
 
     return check
 
@@ -95,11 +104,13 @@ def _smallest(column: str, winner: str, archs: Sequence[str], table: str) -> Cal
     """``winner`` has the smallest value of ``column`` on every network (e.g. FGSM error)."""
 
     def check(report: Report) -> tuple[str, str]:
-        notes, verdict = [], REPRODUCED
+        notes, verdict, missing = [], REPRODUCED, False
         for arch in archs:
             values = _values(report, arch, _rows(table), column)
             if not values:
-                return PENDING, f"{arch}: cells missing"
+                notes.append(f"{arch}: cells missing")
+                missing = True
+                continue
             rival = min((r for r in values if r != winner), key=lambda row: values[row])
             ok = values[winner] < values[rival]
             verdict = verdict if ok else NOT_REPRODUCED
@@ -107,22 +118,24 @@ def _smallest(column: str, winner: str, archs: Sequence[str], table: str) -> Cal
                 f"{arch}: {winner} {values[winner]:.3g} {'<' if ok else '>='} {rival} "
                 f"{values[rival]:.3g}"
             )
-        return verdict, "; ".join(notes)
+        return _settled(verdict, missing), "; ".join(notes)
 
     return check
 
 
 def _at_least(column: str, row: str, floor: float, archs: Sequence[str]) -> Callable:
     def check(report: Report) -> tuple[str, str]:
-        notes, verdict = [], REPRODUCED
+        notes, verdict, missing = [], REPRODUCED, False
         for arch in archs:
             value = _value(report, arch, row, column)
             if value is None:
-                return PENDING, f"{arch}: cell missing"
+                notes.append(f"{arch}: cell missing")
+                missing = True
+                continue
             ok = value >= floor
             verdict = verdict if ok else NOT_REPRODUCED
             notes.append(f"{arch} {row}: {value:.4g} {'>=' if ok else '<'} {floor:g}")
-        return verdict, "; ".join(notes)
+        return _settled(verdict, missing), "; ".join(notes)
 
     return check
 
@@ -131,15 +144,17 @@ def _at_most(column: str, row: str, ceilings: dict[str, float]) -> Callable:
     """``column`` of ``row`` is at most a ceiling per network (the clean-error targets)."""
 
     def check(report: Report) -> tuple[str, str]:
-        notes, verdict = [], REPRODUCED
+        notes, verdict, missing = [], REPRODUCED, False
         for arch, ceiling in ceilings.items():
             value = _value(report, arch, row, column)
             if value is None:
-                return PENDING, f"{arch}: cell missing"
+                notes.append(f"{arch}: cell missing")
+                missing = True
+                continue
             ok = value <= ceiling
             verdict = verdict if ok else NOT_REPRODUCED
             notes.append(f"{arch} {row}: {value:.3g} {'<=' if ok else '>'} {ceiling:g}")
-        return verdict, "; ".join(notes)
+        return _settled(verdict, missing), "; ".join(notes)
 
     return check
 
@@ -148,15 +163,17 @@ def _attack_beats(ours: str, baseline: str, rows: Sequence[str], arch: str) -> C
     """Column ``ours`` (a mean minimal norm) is below ``baseline`` on every row."""
 
     def check(report: Report) -> tuple[str, str]:
-        notes, verdict = [], REPRODUCED
+        notes, verdict, missing = [], REPRODUCED, False
         for row in rows:
             a, b = _value(report, arch, row, ours), _value(report, arch, row, baseline)
             if a is None or b is None:
-                return PENDING, f"{row}: cells missing"
+                notes.append(f"{row}: cells missing")
+                missing = True
+                continue
             ok = a < b
             verdict = verdict if ok else NOT_REPRODUCED
             notes.append(f"{row}: {ours} {a:.4g} {'<' if ok else '>='} {baseline} {b:.4g}")
-        return verdict, "; ".join(notes)
+        return _settled(verdict, missing), "; ".join(notes)
 
     return check
 

@@ -101,3 +101,13 @@ def test_the_premise_is_checked_too_plain_models_as_accurate_as_the_thesis():
     verdicts = {v["claim"]: v for v in claims.verdicts("table3.1", rows)}
     assert verdicts["plain-error"]["verdict"] == claims.NOT_REPRODUCED
     assert "mlp1000 baseline: 2 > 1.6" in verdicts["plain-error"]["evidence"]
+
+
+def test_a_contradiction_is_final_even_with_cells_missing():
+    partial = table31(1.85)  # margin below VAT: the claim fails wherever it is measured
+    del partial["networks"]["lenet5"]
+    verdicts = {v["claim"]: v for v in claims.verdicts("table3.1", partial)}
+    assert verdicts["margin-largest-rho"]["verdict"] == claims.NOT_REPRODUCED
+    assert "lenet5: cells missing" in verdicts["margin-largest-rho"]["evidence"]
+    assert verdicts["at-lowest-fgsm"]["verdict"] == claims.PENDING
+    assert "mlp1000: AT 10 < VAT 30" in verdicts["at-lowest-fgsm"]["evidence"]
