@@ -35,7 +35,8 @@ class Command(BlindspotCommand):
             "--preset",
             choices=sorted(PRESETS),
             default="smoke",
-            help="smoke: minutes on a CPU; full: the thesis's budget (GPU)",
+            help="smoke: minutes on a CPU; research: the thesis's claims on a CPU (hours); "
+            "full: the thesis's budget (GPU)",
         )
         parser.add_argument("--device", choices=runtime.DEVICE_CHOICES)
         parser.add_argument(
