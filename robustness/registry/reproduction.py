@@ -32,7 +32,7 @@ from robustness.tables import (
     preset_epochs,
     scaled_milestones,
 )
-from robustness.training import SCHEDULES, Callbacks, TrainConfig
+from robustness.training import SCHEDULES, Callbacks, TrainConfig, TrainingError
 
 
 @dataclass
@@ -231,7 +231,13 @@ def _trained(
     progress = callbacks(name) if callbacks else None
     if entry is None:
         return model_train(name=name, config=config, device=str(device), callbacks=progress)
-    stored = {k: v for k, v in entry.hyperparameters.items() if k != "epochs"}
+    # Both sides through TrainConfig, so an entry stored before a field existed reads that
+    # field's default rather than differing from it.
+    try:
+        known = TrainConfig.from_dict(entry.hyperparameters).to_dict()
+    except (TypeError, ValueError, TrainingError):
+        known = dict(entry.hyperparameters)
+    stored = {k: v for k, v in json.loads(json.dumps(known)).items() if k != "epochs"}
     wanted = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k != "epochs"}
     if stored != wanted:
         changed = sorted(k for k in wanted.keys() | stored.keys() if stored.get(k) != wanted.get(k))

@@ -193,3 +193,17 @@ def test_the_research_preset_compresses_the_schedule_to_its_epochs():
     assert critic.milestones == (4, 8) and critic.defense_params["milestones"] == (4, 8)
     smoke = reproduction.cell_config(t41, tables.PRESETS["smoke"], "lenet5", t41.rows[-1], 0, None)
     assert smoke.milestones == (40, 80) and "milestones" not in smoke.defense_params
+
+
+def test_an_entry_stored_before_a_setting_existed_is_still_reused(tiny_table):
+    reproduction.reproduce(
+        table_name="tabletiny", preset_name="tiny", device="cpu", dataset="synthetic"
+    )
+    entry = TrainedModel.objects.get(name="ttiny-tiny-mlp1000-plain-r0")
+    older = {k: v for k, v in entry.hyperparameters.items() if k != "init"}  # its default
+    TrainedModel.objects.filter(pk=entry.pk).update(hyperparameters=older)
+    stamps = dict(TrainedModel.objects.values_list("name", "updated"))
+    reproduction.reproduce(
+        table_name="tabletiny", preset_name="tiny", device="cpu", dataset="synthetic"
+    )
+    assert dict(TrainedModel.objects.values_list("name", "updated")) == stamps
