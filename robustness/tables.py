@@ -113,9 +113,9 @@ TABLE_4_1 = Table(
         # Share of correct test images the attack brings to its target at the clean
         # confidence (§4.6: the critic's adversarial examples reach the target class).
         Column("Our success %", "success", "hc", scale=100),
-        # The same attack at a fixed C = 0.97, the thesis's average test confidence (Fig.
-        # 4.4a): ρ at C = the clean confidence grows with how confident the model is
-        # (bench/hc_confidence.py), and ours are more confident than the thesis's.
+        # The same attack at a fixed C = 0.97, the average confidence of the test images the
+        # thesis shows (Fig. 4.4a): ρ at C = the clean confidence grows with how confident the
+        # model is (bench/hc_confidence.py), and ours are more confident than the thesis's.
         Column("Our C=.97", "rho", "hc", {"confidence": 0.97}),
     ),
     schedule="ch4",
