@@ -143,6 +143,7 @@ class Command(BlindspotCommand):
                 callbacks=progress,
                 networks=opts["network"],
                 defenses=opts["defense"],
+                dataset=opts["dataset"],
             )
         finally:
             for bar in bars:
