@@ -52,130 +52,114 @@ def _values(report: Report, arch: str, rows: Sequence[str], column: str) -> dict
     return {} if any(v is None for v in values.values()) else cast(dict[str, float], values)
 
 
+Finding = tuple[bool, str]  # (holds, what the numbers say)
+
+
+def _judge(
+    report: Report,
+    parts: Sequence[str],
+    judge: Callable[[Report, str], list[Finding] | None],
+    absent: str = "cells missing",
+) -> tuple[str, str]:
+    """Run ``judge`` on each network (or row); None means its cells are missing. Any finding
+    that fails makes the claim not reproduced; missing parts otherwise leave it pending."""
+    notes, verdict, missing = [], REPRODUCED, False
+    for part in parts:
+        findings = judge(report, part)
+        if findings is None:
+            notes.append(f"{part}: {absent}")
+            missing = True
+            continue
+        for ok, note in findings:
+            verdict = verdict if ok else NOT_REPRODUCED
+            notes.append(note)
+    return _settled(verdict, missing), "; ".join(notes)
+
+
 def _largest(column: str, winners: Sequence[str], archs: Sequence[str], table: str) -> Callable:
     """The best of ``winners`` beats every other row of ``column`` on every network."""
 
-    def check(report: Report) -> tuple[str, str]:
-        notes, verdict, missing = [], REPRODUCED, False
-        for arch in archs:
-            values = _values(report, arch, _rows(table), column)
-            if not values:
-                notes.append(f"{arch}: cells missing")
-                missing = True
-                continue
-            best = max(winners, key=lambda row: values[row])
-            rival = max((r for r in values if r not in winners), key=lambda row: values[row])
-            ok = values[best] > values[rival]
-            verdict = verdict if ok else NOT_REPRODUCED
-            notes.append(
-                f"{arch}: {best} {values[best]:.3g} {'>' if ok else '<='} {rival} "
-                f"{values[rival]:.3g}"
-            )
-        return _settled(verdict, missing), "; ".join(notes)
+    def judge(report: Report, arch: str) -> list[Finding] | None:
+        values = _values(report, arch, _rows(table), column)
+        if not values:
+            return None
+        best = max(winners, key=lambda row: values[row])
+        rival = max((r for r in values if r not in winners), key=lambda row: values[row])
+        ok = values[best] > values[rival]
+        sign = ">" if ok else "<="
+        return [(ok, f"{arch}: {best} {values[best]:.3g} {sign} {rival} {values[rival]:.3g}")]
 
-    return check
+    return lambda report: _judge(report, archs, judge)
 
 
 def _between(column: str, low: str, middle: Sequence[str], high: Sequence[str], archs) -> Callable:
     """Each of ``middle`` lies above ``low`` and below the best of ``high``."""
 
-    def check(report: Report) -> tuple[str, str]:
-        notes, verdict, missing = [], REPRODUCED, False
-        for arch in archs:
-            values = _values(report, arch, [low, *middle, *high], column)
-            if not values:
-                notes.append(f"{arch}: cells missing")
-                missing = True
-                continue
-            top = max(values[row] for row in high)
-            for row in middle:
-                ok = values[low] < values[row] < top
-                verdict = verdict if ok else NOT_REPRODUCED
-                notes.append(
-                    f"{arch} {row}: {values[low]:.3g} < {values[row]:.3g} < {top:.3g}"
-                    f"{'' if ok else ' fails'}"
-                )
-        return _settled(verdict, missing), "; ".join(notes)
+    def judge(report: Report, arch: str) -> list[Finding] | None:
+        values = _values(report, arch, [low, *middle, *high], column)
+        if not values:
+            return None
+        top = max(values[row] for row in high)
+        findings = []
+        for row in middle:
+            ok = values[low] < values[row] < top
+            note = f"{arch} {row}: {values[low]:.3g} < {values[row]:.3g} < {top:.3g}"
+            findings.append((ok, note + ("" if ok else " fails")))
+        return findings
 
-    return check
+    return lambda report: _judge(report, archs, judge)
 
 
 def _smallest(column: str, winner: str, archs: Sequence[str], table: str) -> Callable:
     """``winner`` has the smallest value of ``column`` on every network (e.g. FGSM error)."""
 
-    def check(report: Report) -> tuple[str, str]:
-        notes, verdict, missing = [], REPRODUCED, False
-        for arch in archs:
-            values = _values(report, arch, _rows(table), column)
-            if not values:
-                notes.append(f"{arch}: cells missing")
-                missing = True
-                continue
-            rival = min((r for r in values if r != winner), key=lambda row: values[row])
-            ok = values[winner] < values[rival]
-            verdict = verdict if ok else NOT_REPRODUCED
-            notes.append(
-                f"{arch}: {winner} {values[winner]:.3g} {'<' if ok else '>='} {rival} "
-                f"{values[rival]:.3g}"
-            )
-        return _settled(verdict, missing), "; ".join(notes)
+    def judge(report: Report, arch: str) -> list[Finding] | None:
+        values = _values(report, arch, _rows(table), column)
+        if not values:
+            return None
+        rival = min((r for r in values if r != winner), key=lambda row: values[row])
+        ok = values[winner] < values[rival]
+        sign = "<" if ok else ">="
+        return [(ok, f"{arch}: {winner} {values[winner]:.3g} {sign} {rival} {values[rival]:.3g}")]
 
-    return check
+    return lambda report: _judge(report, archs, judge)
 
 
 def _at_least(column: str, row: str, floor: float, archs: Sequence[str]) -> Callable:
-    def check(report: Report) -> tuple[str, str]:
-        notes, verdict, missing = [], REPRODUCED, False
-        for arch in archs:
-            value = _value(report, arch, row, column)
-            if value is None:
-                notes.append(f"{arch}: cell missing")
-                missing = True
-                continue
-            ok = value >= floor
-            verdict = verdict if ok else NOT_REPRODUCED
-            notes.append(f"{arch} {row}: {value:.4g} {'>=' if ok else '<'} {floor:g}")
-        return _settled(verdict, missing), "; ".join(notes)
+    def judge(report: Report, arch: str) -> list[Finding] | None:
+        value = _value(report, arch, row, column)
+        if value is None:
+            return None
+        ok = value >= floor
+        return [(ok, f"{arch} {row}: {value:.4g} {'>=' if ok else '<'} {floor:g}")]
 
-    return check
+    return lambda report: _judge(report, archs, judge, "cell missing")
 
 
 def _at_most(column: str, row: str, ceilings: dict[str, float]) -> Callable:
     """``column`` of ``row`` is at most a ceiling per network (the clean-error targets)."""
 
-    def check(report: Report) -> tuple[str, str]:
-        notes, verdict, missing = [], REPRODUCED, False
-        for arch, ceiling in ceilings.items():
-            value = _value(report, arch, row, column)
-            if value is None:
-                notes.append(f"{arch}: cell missing")
-                missing = True
-                continue
-            ok = value <= ceiling
-            verdict = verdict if ok else NOT_REPRODUCED
-            notes.append(f"{arch} {row}: {value:.3g} {'<=' if ok else '>'} {ceiling:g}")
-        return _settled(verdict, missing), "; ".join(notes)
+    def judge(report: Report, arch: str) -> list[Finding] | None:
+        value = _value(report, arch, row, column)
+        if value is None:
+            return None
+        ok = value <= ceilings[arch]
+        return [(ok, f"{arch} {row}: {value:.3g} {'<=' if ok else '>'} {ceilings[arch]:g}")]
 
-    return check
+    return lambda report: _judge(report, list(ceilings), judge, "cell missing")
 
 
 def _attack_beats(ours: str, baseline: str, rows: Sequence[str], arch: str) -> Callable:
     """Column ``ours`` (a mean minimal norm) is below ``baseline`` on every row."""
 
-    def check(report: Report) -> tuple[str, str]:
-        notes, verdict, missing = [], REPRODUCED, False
-        for row in rows:
-            a, b = _value(report, arch, row, ours), _value(report, arch, row, baseline)
-            if a is None or b is None:
-                notes.append(f"{row}: cells missing")
-                missing = True
-                continue
-            ok = a < b
-            verdict = verdict if ok else NOT_REPRODUCED
-            notes.append(f"{row}: {ours} {a:.4g} {'<' if ok else '>='} {baseline} {b:.4g}")
-        return _settled(verdict, missing), "; ".join(notes)
+    def judge(report: Report, row: str) -> list[Finding] | None:
+        a, b = _value(report, arch, row, ours), _value(report, arch, row, baseline)
+        if a is None or b is None:
+            return None
+        ok = a < b
+        return [(ok, f"{row}: {ours} {a:.4g} {'<' if ok else '>='} {baseline} {b:.4g}")]
 
-    return check
+    return lambda report: _judge(report, rows, judge)
 
 
 T31 = ("mlp1000", "lenet5")
