@@ -10,7 +10,8 @@ model's prediction differs from the label, the mean norm over images correct at 
 fooled — and over the images every attack of that norm fooled, so success rates do not bias
 the comparison. foolbox's FMN and DDN stay in ``bench.attack_bench``.
 
-    python -m bench.minnorm_bench --out bench/results/attacks-per-norm.json [--n 200]
+    python -m bench.minnorm_bench --out bench/results/attacks-per-norm.json [--n 200]  # pieces: a
+        # run replaces only its (--norms × --steps) rows of --out, keeping the others
         [--steps 100,500,1000] [--norms l2,linf,l1,l0]
 
 adv_lib is installed without its dependencies (``make bench``): it imports torchvision (for its
@@ -22,6 +23,7 @@ here, in this benchmark only.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import types
@@ -89,6 +91,10 @@ def contenders(
     ours["ours PDPGD"] = lambda m, x, y: (
         attacks.build("pdpgd", norm=norm, steps=steps)(m, x, y).x_adv
     )
+    if norm == "l0":  # σ-zero's optimiser: Adam at lr 1 (with the l1 relaxation, as default)
+        ours["ours PDPGD (Adam, lr 1)"] = lambda m, x, y: (
+            attacks.build("pdpgd", norm=norm, steps=steps, optimizer="adam", lr=1.0)(m, x, y).x_adv
+        )
     try:
         lib = adv_lib_attacks()
     except ImportError:
@@ -123,6 +129,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # Rows of other (norm, steps) pairs already in --out are kept: the grid runs in pieces.
+    kept = []
+    if args.out.exists():
+        previous = json.loads(args.out.read_text())
+        if previous.get("images") == args.n:
+            kept = previous.get("results", [])
     device = torch.device("cpu")
     model = lenet5(device).eval()
     for p in model.parameters():
@@ -131,9 +143,10 @@ def main() -> None:
     x, y = test.x[: args.n], test.y[: args.n]
     with torch.no_grad():
         correct = model(x).argmax(1) == y
-    rows = []
+    rows: list[dict[str, Any]] = []
     for norm in args.norms.split(","):
         for steps in (int(s) for s in args.steps.split(",")):
+            kept = [r for r in kept if (r["norm"], r["steps"]) != (norm, steps)]
             found: dict[str, dict[str, Any]] = {}
             for name, run in contenders(norm, steps).items():
                 counted = Counted(model)
@@ -176,12 +189,20 @@ def main() -> None:
                     f"grads {row['gradients_per_image']}",
                     flush=True,
                 )
+            save(args, device, kept + rows)
+
+
+def save(args: argparse.Namespace, device: torch.device, rows: list[dict[str, Any]]) -> None:
+    """Write every row so far, ordered by norm, steps and contender."""
+    order = {n: i for i, n in enumerate(NORM_P)}
+    rows = sorted(rows, key=lambda r: (order[r["norm"]], r["steps"]))
     write_report(
         args.out,
         device,
         {
             "benchmark": "minimum-norm attacks per norm against adv_lib's peers at equal steps",
-            "command": f"python -m bench.minnorm_bench --out {args.out} --n {args.n}",
+            "command": f"python -m bench.minnorm_bench --out {args.out} --n {args.n} "
+            "--steps 100,500,1000 (run in pieces: --norms/--steps replace only their rows)",
             "model": "LeNet-5, 3 epochs on 20,000 MNIST images, seed 0 (make demo)",
             "images": args.n,
             "results": rows,

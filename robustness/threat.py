@@ -23,6 +23,7 @@ _TINY = 1e-12  # guards divisions by a norm
 _PROX_TINY = 1e-30  # guards divisions inside the proximal operators
 
 Scale = float | torch.Tensor  # a radius or μ: one number, or one per example
+Box = tuple[torch.Tensor, torch.Tensor]  # per-entry bounds (lo, hi) on a perturbation, lo ≤ 0 ≤ hi
 
 
 def per_example(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -76,8 +77,21 @@ class Norm:
         """A random point of the ε-ball shaped like ``like`` (uniform where said)."""
         raise self._undefined("random start")
 
-    def prox(self, u: torch.Tensor, mu: Scale, metric: torch.Tensor | None = None) -> torch.Tensor:
-        """argmin_z μ‖z‖ + ½ Σ d_i (z_i − u_i)² per example (d ≡ 1 without ``metric``)."""
+    def prox(
+        self,
+        u: torch.Tensor,
+        mu: Scale,
+        metric: torch.Tensor | None = None,
+        box: Box | None = None,
+    ) -> torch.Tensor:
+        """argmin_z μ‖z‖ + ½ Σ d_i (z_i − u_i)² per example (d ≡ 1 without ``metric``),
+        then clipped into ``box`` (lo ≤ z ≤ hi; for an image x in [0, 1], (−x, 1 − x)).
+        Clipping afterwards is exact for the separable convex l1 and close for l2 and l∞; the
+        l0 norms, where it is not, take the box into the threshold itself."""
+        z = self._prox(u, mu, metric)
+        return z if box is None else z.clamp(box[0], box[1])
+
+    def _prox(self, u: torch.Tensor, mu: Scale, metric: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
     def _undefined(self, what: str) -> ConfigError:
@@ -111,7 +125,7 @@ class Linf(Norm):
         u = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
         return (2 * u - 1) * _batch_scale(eps, like)
 
-    def prox(self, u: torch.Tensor, mu: Scale, metric: torch.Tensor | None = None) -> torch.Tensor:
+    def _prox(self, u: torch.Tensor, mu: Scale, metric: torch.Tensor | None) -> torch.Tensor:
         return prox_linf(u, mu, metric)
 
 
@@ -147,7 +161,7 @@ class L2(Norm):
         radius = torch.as_tensor(eps, device=like.device, dtype=like.dtype) * u ** (1.0 / d)
         return direction * per_example(radius.expand(len(like)), like)
 
-    def prox(self, u: torch.Tensor, mu: Scale, metric: torch.Tensor | None = None) -> torch.Tensor:
+    def _prox(self, u: torch.Tensor, mu: Scale, metric: torch.Tensor | None) -> torch.Tensor:
         return prox_l2(u, mu, metric)
 
 
@@ -184,7 +198,7 @@ class L1(Norm):
         signed = torch.where(coin < 0.5, -w, w).view_as(like)
         return signed * _batch_scale(eps, like)
 
-    def prox(self, u: torch.Tensor, mu: Scale, metric: torch.Tensor | None = None) -> torch.Tensor:
+    def _prox(self, u: torch.Tensor, mu: Scale, metric: torch.Tensor | None) -> torch.Tensor:
         return prox_l1(u, mu, metric)
 
 
@@ -202,8 +216,14 @@ class L0(Norm):
         keep = _keep_largest(flat.abs(), _counts(eps, r))
         return torch.where(keep, flat, torch.zeros_like(flat)).view_as(r)
 
-    def prox(self, u: torch.Tensor, mu: Scale, metric: torch.Tensor | None = None) -> torch.Tensor:
-        return prox_l0(u, mu, metric)
+    def prox(
+        self,
+        u: torch.Tensor,
+        mu: Scale,
+        metric: torch.Tensor | None = None,
+        box: Box | None = None,
+    ) -> torch.Tensor:
+        return prox_l0(u, mu, metric, box)
 
 
 class L0Pixel(Norm):
@@ -220,8 +240,14 @@ class L0Pixel(Norm):
         keep = _keep_largest(scores, _counts(eps, r)).view(len(r), 1, *r.shape[2:])
         return torch.where(keep, r, torch.zeros_like(r))
 
-    def prox(self, u: torch.Tensor, mu: Scale, metric: torch.Tensor | None = None) -> torch.Tensor:
-        return prox_group_l0(u, mu, metric)
+    def prox(
+        self,
+        u: torch.Tensor,
+        mu: Scale,
+        metric: torch.Tensor | None = None,
+        box: Box | None = None,
+    ) -> torch.Tensor:
+        return prox_group_l0(u, mu, metric, box)
 
 
 NORM_OBJECTS: dict[str, Norm] = {n.name: n for n in (Linf(), L2(), L1(), L0(), L0Pixel())}
@@ -371,23 +397,40 @@ def prox_linf(u: torch.Tensor, mu: Scale, metric: torch.Tensor | None = None) ->
     return u.sign() * torch.minimum(u.abs(), t)
 
 
-def prox_l0(u: torch.Tensor, mu: Scale, metric: torch.Tensor | None = None) -> torch.Tensor:
+def prox_l0(
+    u: torch.Tensor, mu: Scale, metric: torch.Tensor | None = None, box: Box | None = None
+) -> torch.Tensor:
     """prox of μ‖·‖₀: hard threshold, keep u_i where |u_i| > sqrt(2μ) (eq. 5.14); with a
-    metric d, where sqrt(d_i)·|u_i| > sqrt(2μ)."""
+    metric d, where sqrt(d_i)·|u_i| > sqrt(2μ).
+
+    With a ``box`` (lo, hi) the prox of μ‖·‖₀ plus the box's indicator, which is not the
+    threshold clipped afterwards: an entry kept costs μ + ½d(c − u)² with c = clip(u), one
+    dropped ½d·u², so it is kept where d(u² − (u − c)²) > 2μ. A pixel already at 0 or 1 that
+    the step pushes outward is then never counted, however large the push."""
     mu = _positive(mu, u, "mu")
+    return torch.where(_l0_gain(u, metric, box) > 2 * mu, _clip(u, box), torch.zeros_like(u))
+
+
+def _clip(u: torch.Tensor, box: Box | None) -> torch.Tensor:
+    return u if box is None else u.clamp(box[0], box[1])
+
+
+def _l0_gain(u: torch.Tensor, metric: torch.Tensor | None, box: Box | None) -> torch.Tensor:
+    """Per entry, what keeping u_i (clipped into the box) saves over dropping it: d(u² − (u−c)²)."""
     d = _check_metric(metric, u)
-    size = u.abs() if d is None else u.abs() * d.sqrt()
-    return torch.where(size > (2 * mu).sqrt(), u, torch.zeros_like(u))
+    gain = u.square() if box is None else u.square() - (u - _clip(u, box)).square()
+    return gain if d is None else gain * d
 
 
-def prox_group_l0(u: torch.Tensor, mu: Scale, metric: torch.Tensor | None = None) -> torch.Tensor:
+def prox_group_l0(
+    u: torch.Tensor, mu: Scale, metric: torch.Tensor | None = None, box: Box | None = None
+) -> torch.Tensor:
     """prox of μ·(number of modified pixels) for N×C×H×W: a pixel's channels are kept together
     when its largest |u| exceeds sqrt(2μ), else all zeroed (group hard threshold, eq. 5.16);
-    with a metric d, when its largest sqrt(d_c)·|u_c| exceeds sqrt(2μ)."""
+    with a metric d, when its largest sqrt(d_c)·|u_c| exceeds sqrt(2μ); with a ``box``, when
+    its largest d_c(u_c² − (u_c − clip(u_c))²) exceeds 2μ, as :func:`prox_l0`."""
     if u.dim() != 4:
         raise ValueError(f"prox_group_l0 expects N×C×H×W, got shape {tuple(u.shape)}")
     mu = _positive(mu, u, "mu")
-    d = _check_metric(metric, u)
-    size = u.abs() if d is None else u.abs() * d.sqrt()
-    keep = size.amax(dim=1, keepdim=True) > (2 * mu).sqrt()
-    return torch.where(keep, u, torch.zeros_like(u))
+    keep = _l0_gain(u, metric, box).amax(dim=1, keepdim=True) > 2 * mu
+    return torch.where(keep, _clip(u, box), torch.zeros_like(u))

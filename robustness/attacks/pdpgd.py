@@ -53,7 +53,7 @@ from robustness.attacks.base import ADAM_EPS, Attack, Chunk, adam_moments, logit
 from robustness.errors import ConfigError
 from robustness.threat import per_example
 
-__all__ = ["DEFAULT_LR", "DEFAULT_LR_ADAM", "PDGD", "PDPGD"]
+__all__ = ["DEFAULT_LR", "DEFAULT_LR_ADAM", "PDGD", "PDPGD", "RELAX"]
 
 PDPGD_NORMS = threat.NORMS
 LOSSES = ("hinge", "softplus")
@@ -84,6 +84,16 @@ DEFAULT_LR_ADAM: dict[str, float] = {
     "l0": 0.1,
     "l0_pixel": 0.1,
 }
+
+#: Fraction of each PDPGD run spent on the l1 prox before the l0 hard threshold (``relax``).
+#: The hard threshold alone keeps the pixels whose first steps were largest and rarely revisits
+#: them; a short convex phase picks the support first. Same model and images as DEFAULT_LR,
+#: 500 steps, images 0–99 (σ-zero 8.55): relax 0 10.14, 0.15 9.25, 0.3 9.27, 0.5 9.23; with
+#: ``optimizer="adam", lr=1.0``: 0.15 8.82, 0.3 8.88, 0 9.19 (100 steps: sgd 10.3 whatever the
+#: relax, adam 12.9; σ-zero 9.99).
+#: Not for l0_pixel: l1 per entry would break pixels apart (the group relaxation, l2 over a
+#: pixel's channels, is not implemented).
+RELAX: dict[str, float] = {"l0": 0.15}
 
 _LOG_DUAL_FLOOR = math.log(1e-6)  # each component of the dual distribution stays ≥ 1e-6
 _TINY = 1e-12
@@ -153,9 +163,11 @@ class _PrimalDual(Attack):
         lr: float,
         step: int,
         state: dict[str, torch.Tensor],
+        box: threat.Box,
     ) -> torch.Tensor:
         """New perturbation (before the box) from ``r``, the surrogate's gradient and the
-        smoothed dual distribution ``weights`` (N×2: λ̄_norm, λ̄_loss); ``ball`` is the norm."""
+        smoothed dual distribution ``weights`` (N×2: λ̄_norm, λ̄_loss); ``ball`` is the norm and
+        ``box`` the perturbations the image box allows, (−x, 1 − x)."""
         raise NotImplementedError
 
     # -- the shared loop --------------------------------------------------------------------
@@ -195,6 +207,7 @@ class _PrimalDual(Attack):
         best = torch.full((m,), float("inf"), dtype=x.dtype, device=x.device)
         lam_bar = x.new_full((m,), self.lambda_init)
         log_floor = torch.tensor(_LOG_DUAL_FLOOR, dtype=x.dtype, device=x.device)
+        box = (-x, 1 - x)
 
         best_lam = lam_bar.clone()
 
@@ -229,7 +242,7 @@ class _PrimalDual(Attack):
                     lr = lr0 * (1 - (1 - self.lr_final_ratio) * frac)
                 else:
                     lr = lr0 * self.lr_final_ratio**frac
-                r = self._primal_step(ball, point - x, grad, weights, lr, step, state)
+                r = self._primal_step(ball, point - x, grad, weights, lr, step, state, box)
                 r = (x + r).clamp(0, 1) - x
                 # Constraint sign: +1 while still correct (λ_loss up, λ down), −1 once adversarial.
                 violated = (logits.argmax(1) == y).to(x.dtype) * 2 - 1
@@ -267,6 +280,7 @@ class PDGD(_PrimalDual):
         lr: float,
         step: int,
         state: dict[str, torch.Tensor],
+        box: threat.Box,
     ) -> torch.Tensor:
         # ∇ of λ̄_norm·‖r‖₂ + λ̄_loss·surrogate; ‖r‖'s gradient r/‖r‖ (l2's steepest
         # direction) is taken as 0 at r = 0.
@@ -284,12 +298,22 @@ class PDPGD(_PrimalDual):
     norms: ClassVar[tuple[str, ...]] = PDPGD_NORMS
     norm: str = "linf"  # "linf" | "l2" | "l1" | "l0" | "l0_pixel" (§5.3.1–5.3.4)
     optimizer: str = "sgd"  # "sgd": Algorithm 3; "adam": Adam step, prox in Adam's metric
+    # l0: the first ``relax`` fraction of each run's steps uses the l1 prox (the convex
+    # relaxation) before the hard threshold; None: RELAX for the norm.
+    relax: float | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
             )
+        if self.relax is None:
+            object.__setattr__(self, "relax", RELAX.get(self.norm, 0.0))
+        assert self.relax is not None
+        if not 0 <= self.relax < 1:
+            raise ConfigError(f"relax must be in [0, 1), got {self.relax}")
+        if self.relax and self.norm not in RELAX:
+            raise ConfigError(f"relax applies to the l0 norm only, not {self.norm!r}")
         super().__post_init__()
 
     def _default_lr(self) -> float:
@@ -310,14 +334,18 @@ class PDPGD(_PrimalDual):
         lr: float,
         step: int,
         state: dict[str, torch.Tensor],
+        box: threat.Box,
     ) -> torch.Tensor:
+        assert self.relax is not None
+        if step < self.relax * self.steps:
+            ball = threat.norm("l1")
         mu = lr * weights[:, 0] / weights[:, 1]
         if self.optimizer == "sgd":
             # Gradient step on the surrogate alone (normalised: the largest pixel change is
             # lr), then the prox of μ‖·‖ with μ = λ̄·lr (eq. 5.10).
             scale = grad.flatten(1).abs().amax(1).clamp_min(_TINY)
             u = r - lr * grad / per_example(scale, r)
-            return ball.prox(u, mu)
+            return ball.prox(u, mu, box=box)
         # Adam: u = r − lr·m̂/D with D = sqrt(v̂) + ε is the minimiser of the linearised
         # surrogate plus (1/2lr)‖z − r‖²_D; adding λ̄‖z‖ gives the prox in the metric D.
         # D is scaled by its per-example maximum, so that μ = λ̄·lr is in the same (pixel)
@@ -327,4 +355,4 @@ class PDPGD(_PrimalDual):
         denom = denom + ADAM_EPS * per_example(denom.flatten(1).amax(1), r) + _TINY
         u = r - lr * m_hat / denom
         metric = denom / per_example(denom.flatten(1).amax(1), r)
-        return ball.prox(u, mu, metric)
+        return ball.prox(u, mu, metric, box)

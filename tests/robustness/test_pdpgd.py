@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from robustness import attacks, data
+from robustness import attacks, data, threat
 from robustness.attacks.base import margin
-from robustness.attacks.pdpgd import DEFAULT_LR, DEFAULT_LR_ADAM, PDGD, PDPGD
+from robustness.attacks.pdpgd import DEFAULT_LR, DEFAULT_LR_ADAM, PDGD, PDPGD, RELAX
 from robustness.threat import lp_norm, pixel_l0
 
 STEPS = 100
@@ -117,13 +117,15 @@ def test_pdgd_beats_a_line_search_along_the_margin_gradient(results, batch, lene
     assert pdgd.mean() < 0.97 * flip.mean()
 
 
-def test_l0_attack_modifies_far_fewer_pixels_than_the_l2_attack(results, batch):
-    x, _, correct = batch
+def test_l0_attack_modifies_far_fewer_pixels_than_the_l2_attack(results, batch, lenet):
+    x, y, correct = batch
     dense = lp_norm(results["pdgd"].x_adv - x, "l0")[correct]
     sparse = results["l0"].norms[correct]
     assert sparse.mean() < 0.2 * dense.mean()
-    # on one channel, a pixel is a coordinate: the group operator does the same thing
-    assert torch.equal(results["l0_pixel"].x_adv, results["l0"].x_adv)
+    # on one channel, a pixel is a coordinate: the group operator does the same thing (l0_pixel
+    # has no l1 relaxation, so compare with l0 without it)
+    hard = PDPGD(norm="l0", steps=STEPS, relax=0.0)(lenet, x, y)
+    assert torch.equal(results["l0_pixel"].x_adv, hard.x_adv)
 
 
 def test_each_attack_wins_in_its_own_norm(results, batch):
@@ -337,6 +339,8 @@ def test_registry_builds_both_attacks_from_strings():
         (PDGD, {"chunk_size": 0}, "chunk_size"),
         (PDPGD, {"optimizer": "rmsprop"}, "optimizer must be one of"),
         (PDGD, {"lr_decay": "cosine"}, "lr_decay must be one of"),
+        (PDPGD, {"norm": "l0", "relax": 1.0}, "relax must be in"),
+        (PDPGD, {"norm": "l0_pixel", "relax": 0.2}, "l0 norm only"),
     ],
 )
 def test_bad_parameters_are_rejected(cls, kw, message):
@@ -355,3 +359,30 @@ def test_distance_counts_pixels_for_l0_pixel():
     r[0, :, 0, 0] = 0.1
     r[0, 1, 1, 1] = -0.2
     assert lp_norm(r, "l0_pixel").item() == 2 and lp_norm(r, "l0").item() == 4
+
+
+def test_l0_relaxation_defaults_and_starts_on_the_l1_prox(lenet, batch):
+    """The first ``relax`` steps take the l1 prox: with relax near 1 the support is l1's."""
+    x, y, _ = batch
+    assert PDPGD(norm="l0").relax == RELAX["l0"] > 0
+    assert PDPGD(norm="l0_pixel").relax == 0
+    assert PDPGD(norm="l1").relax == 0
+    one = {"steps": 1, "lambda_init": 1.0}
+    hard = PDPGD(norm="l0", relax=0.0, **one)
+    soft = PDPGD(norm="l0", relax=0.5, **one)
+    l1 = PDPGD(norm="l1", **one)
+    # a first step (step 0 < relax·steps) is the l1 attack's step, not the hard threshold's
+    g = torch.ones(2, 1, 2, 2)
+    r = torch.zeros_like(g)
+    w = torch.tensor([[0.1, 0.9], [0.1, 0.9]])  # λ = 1/9: l1 shrinks, l0 keeps the top pixel
+    box = (torch.full_like(g, -1.0), torch.full_like(g, 1.0))
+    g[:, :, 0, 0] = 2.0
+    step = {"lr": 0.5, "step": 0, "state": {}, "box": box}
+    ball = threat.norm("l0")
+    soft_step = soft._primal_step(ball, r, g, w, **step)
+    assert torch.equal(soft_step, l1._primal_step(threat.norm("l1"), r, g, w, **step))
+    hard_step = hard._primal_step(ball, r, g, w, **step)
+    assert soft_step.ne(0).sum() == 8 and hard_step.ne(0).sum() == 2
+    # the relaxed attack is still an l0 attack: its norms count entries
+    res = PDPGD(norm="l0", steps=20, relax=0.5)(lenet, x, y)
+    assert torch.equal(res.norms, lp_norm(res.x_adv - x, "l0"))

@@ -190,6 +190,41 @@ def test_l0_and_group_l0_are_exact_hard_thresholds():
         prox_group_l0(torch.zeros(2, 5), 0.1)
 
 
+def test_l0_prox_with_a_box_is_the_exact_minimiser_over_the_box():
+    """Brute force per entry: 0 (cost ½d·u²) against the box's nearest point to u (μ + ½d(c−u)²)."""
+    g = _gen(21)
+    u = torch.randn(4, 1, 5, 5, generator=g)
+    x = torch.rand(4, 1, 5, 5, generator=g).round()  # pixels at 0 or 1, as much of MNIST
+    box = (-x, 1 - x)
+    d = torch.rand(4, 1, 5, 5, generator=g) + 0.5
+    mu = torch.tensor([0.01, 0.1, 0.3, 1.0])
+    for metric in (None, d):
+        w = torch.ones_like(u) if metric is None else metric
+        z = prox_l0(u, mu, metric, box)
+        c = u.clamp(box[0], box[1])
+        keep_cost = mu.view(-1, 1, 1, 1) + 0.5 * w * (c - u).square()
+        drop_cost = 0.5 * w * u.square()
+        assert torch.equal(z, torch.where(keep_cost < drop_cost, c, torch.zeros_like(u)))
+        assert (z >= box[0]).all() and (z <= box[1]).all()
+    # a push out of the box is never counted, however large: thresholding then clipping keeps it
+    pushed = torch.tensor([[5.0, -5.0, 0.8]])
+    at_edge = torch.tensor([[1.0, 0.0, 0.0]])  # x: the first two cannot move that way
+    z = prox_l0(pushed, 0.1, box=(-at_edge, 1 - at_edge))
+    assert torch.equal(z, torch.tensor([[0.0, 0.0, 0.8]]))
+    assert prox_l0(pushed, 0.1).ne(0).sum() == 3
+    grouped = prox_group_l0(u, mu, box=box)
+    assert torch.equal(grouped, prox_l0(u, mu, box=box))  # one channel: the same operator
+
+
+def test_box_is_clipped_after_the_convex_proxes():
+    u = torch.randn(3, 1, 4, 4, generator=_gen(22))
+    x = torch.rand(3, 1, 4, 4, generator=_gen(23))
+    for name in ("linf", "l2", "l1"):
+        ball = threat.norm(name)
+        z = ball.prox(u, 0.1, box=(-x, 1 - x))
+        assert torch.equal(z, ball.prox(u, 0.1).clamp(-x, 1 - x))
+
+
 def test_group_l0_keeps_small_channels_of_a_large_pixel():
     u = torch.zeros(1, 3, 1, 2)
     u[0, :, 0, 0] = torch.tensor([2.0, 0.01, -0.01])  # one large channel: whole pixel kept
