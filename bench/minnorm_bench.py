@@ -10,9 +10,11 @@ model's prediction differs from the label, the mean norm over images correct at 
 fooled — and over the images every attack of that norm fooled, so success rates do not bias
 the comparison. foolbox's FMN and DDN stay in ``bench.attack_bench``.
 
-    python -m bench.minnorm_bench --out bench/results/attacks-per-norm.json [--n 200]  # pieces: a
-        # run replaces only its (--norms × --steps) rows of --out, keeping the others
+    python -m bench.minnorm_bench --out bench/results/attacks-per-norm.json [--n 200]
         [--steps 100,500,1000] [--norms l2,linf,l1,l0]
+
+The grid runs in pieces: a run replaces only its (norms × steps) rows of ``--out`` and keeps
+the others (when ``--n`` matches), writing after each piece.
 
 adv_lib is installed without its dependencies (``make bench``): it imports torchvision (for its
 LPIPS distance) and visdom (for optional logging) at import time, neither of which the norm
