@@ -25,19 +25,26 @@ from annotate.analysis.responses import (
 )
 from annotate.analysis.stats import (
     cluster_bootstrap,
+    clustered_difference,
     fisher,
     fleiss_kappa,
     holm,
     krippendorff_alpha_nominal,
-    paired_permutation,
+    newcombe,
     rating_counts,
     wilson,
 )
 from annotate.labels import LABELS
 
+# Part of every cached result's key: bump when the numbers or their layout change.
+# 2: clustered comparisons with the difference of the shown rates and its interval.
+ANALYSIS_VERSION = 2
 CORRECTION = "Holm-Bonferroni (step-down, family = all pairs of conditions)"
-PAIRED = "paired sign-flip permutation test over shared source images (two-sided)"
-FISHER = "Fisher's exact test on change / not-change counts (two-sided)"
+CLUSTERED = "difference of rates, cluster-robust ({clustering}) standard error, t test (two-sided)"
+FISHER = (
+    "Fisher's exact test on change / not-change counts (two-sided; one answer per worker), "
+    "Newcombe interval"
+)
 
 
 # --- rates ------------------------------------------------------------------------------------
@@ -114,73 +121,77 @@ def _rates(marked: Responses, *, seed: int, bootstrap: int) -> list[dict[str, An
 # --- comparisons ------------------------------------------------------------------------------
 
 
-def _per_image_change(included: Responses) -> tuple[np.ndarray, np.ndarray]:
-    """Images (sorted) and the share of their answers labelled with the target."""
-    images, index = np.unique(included.image, return_inverse=True)
-    change = included.outcomes() == 0
-    hits = np.bincount(index, weights=change, minlength=len(images))
-    return images, hits / np.bincount(index, minlength=len(images))
+def _independent(part_a: Responses, part_b: Responses) -> bool:
+    """Whether no worker gave more than one answer in the pair: independent by design."""
+    workers = np.concatenate([part_a.worker, part_b.worker])
+    return len(np.unique(workers)) == len(workers)
 
 
-def compare(
-    responses: Responses,
-    *,
-    rule: ExclusionRule,
-    seed: int = 0,
-    permutations: int = 10_000,
-    min_shared: float = 0.5,
-) -> dict[str, Any]:
-    """Every pair of conditions: difference in % change, a test, and Holm-adjusted p-values.
+def _odds_ratio(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
+    """Sample odds ratio of change, a against b: inf when only b has a zero cell, nan if 0/0."""
+    top, bottom = k_a * (n_b - k_b), (n_a - k_a) * k_b
+    if bottom == 0:
+        return math.inf if top > 0 else math.nan
+    return top / bottom
 
-    Paired permutation test when the two share at least ``min_shared`` of the smaller one's
-    source images (the full design shares all, the partition design none), over the shared
-    images only; else Fisher's exact test on all answers.
+
+def compare(responses: Responses, *, rule: ExclusionRule, level: float = 0.95) -> dict[str, Any]:
+    """Every pair of conditions: the difference of their "% change" rates (as shown per
+    condition) with its interval, a test that respects clustering, and Holm-adjusted p-values.
+
+    Answers of one worker are not independent (nor those of one image rated by several):
+    a pair is tested with the two-way cluster-robust difference (:func:`clustered_difference`)
+    unless no worker answered twice in it, where answers are independent by design and Fisher's
+    exact test (with Newcombe's interval) applies.
     """
     marked, _ = exclude(responses, rule=rule)
-    return _compare(marked, seed=seed, permutations=permutations, min_shared=min_shared)
+    return _compare(marked, level=level)
 
 
-def _compare(
-    marked: Responses, *, seed: int, permutations: int, min_shared: float
-) -> dict[str, Any]:
+def _compare(marked: Responses, *, level: float = 0.95) -> dict[str, Any]:
     codes = _conditions(marked)
     included = included_answers(marked)
     parts = {code: included.take(included.condition == code) for code in codes}
-    per_image = {code: _per_image_change(part) for code, part in parts.items()}
-    pairs = list(combinations(codes, 2))
+    change = {code: part.outcomes() == 0 for code, part in parts.items()}
     rows = []
-    for (a, b), rng in zip(pairs, _streams(seed, len(pairs)), strict=True):
-        (img_a, ch_a), (img_b, ch_b) = per_image[a], per_image[b]
-        shared, ia, ib = np.intersect1d(img_a, img_b, return_indices=True)
-        smaller = min(len(img_a), len(img_b))
-        k_a, n_a = int((parts[a].outcomes() == 0).sum()), len(parts[a])
-        k_b, n_b = int((parts[b].outcomes() == 0).sum()), len(parts[b])
+    for a, b in combinations(codes, 2):
+        k_a, n_a = int(change[a].sum()), len(parts[a])
+        k_b, n_b = int(change[b].sum()), len(parts[b])
         row: dict[str, Any] = {
             "a": a,
             "b": b,
-            "shared_images": len(shared),
+            "answers_a": n_a,
+            "answers_b": n_b,
+            "shared_images": len(np.intersect1d(parts[a].image, parts[b].image)),
             "change_pct_a": _pct(k_a / n_a) if n_a else math.nan,
             "change_pct_b": _pct(k_b / n_b) if n_b else math.nan,
+            "odds_ratio": _odds_ratio(k_a, n_a, k_b, n_b),
         }
-        if smaller and len(shared) >= max(1.0, min_shared * smaller):
-            d = ch_a[ia] - ch_b[ib]
-            p = paired_permutation(d, permutations=permutations, rng=rng)
-            row |= {
-                "method": PAIRED,
-                "difference_pct": _pct(d.mean()),
-                "odds_ratio": None,
-                "permutations": permutations if len(d) > 16 else f"exact (2^{len(d)})",
-            }
+        if n_a and n_b and _independent(parts[a], parts[b]):
+            _, p = fisher(k_a, n_a, k_b, n_b)
+            diff = k_a / n_a - k_b / n_b
+            low, high = newcombe(k_a, n_a, k_b, n_b)
+            method = FISHER
         else:
-            odds, p = fisher(k_a, n_a, k_b, n_b)
-            diff = _pct(k_a / n_a - k_b / n_b) if n_a and n_b else math.nan
-            row |= {"method": FISHER, "difference_pct": diff, "odds_ratio": odds}
-        row["p"] = p
+            diff, low, high, p, clustering = clustered_difference(
+                np.concatenate([change[a], change[b]]),
+                np.repeat([True, False], [n_a, n_b]),
+                np.concatenate([parts[a].worker, parts[b].worker]),
+                np.concatenate([parts[a].image, parts[b].image]),
+                level=level,
+            )
+            method = CLUSTERED.format(clustering=clustering or "workers")
+        row |= {
+            "method": method,
+            "difference_pct": _pct(diff),
+            "difference_interval": [_pct(low), _pct(high)],
+            "p": p,
+        }
         rows.append(row)
     adjusted = holm([row["p"] for row in rows])
     for row, p_holm in zip(rows, adjusted, strict=True):
         row["p_holm"] = p_holm
-    return {"correction": CORRECTION, "pairs": rows}
+    return {"correction": CORRECTION, "level": level, "pairs": rows}
 
 
 # --- agreement --------------------------------------------------------------------------------
@@ -243,7 +254,8 @@ def _order(codes: list[Any], conditions: Mapping[Hashable, Mapping[str, Any]] | 
 
 
 def _native(value: Any) -> Any:
-    """JSON-ready: numpy scalars and arrays to Python, nan and inf to None."""
+    """JSON-ready: numpy scalars and arrays to Python; nan (undefined) to None, ±inf to the
+    strings "inf" and "-inf" (JSON has neither, and the two must stay apart)."""
     if isinstance(value, dict):
         return {str(_native(k)): _native(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -252,7 +264,9 @@ def _native(value: Any) -> Any:
         return [_native(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, float) and math.isnan(value):
         return None
     return value
 
@@ -263,14 +277,14 @@ def analyse(
     rule: ExclusionRule,
     seed: int = 0,
     bootstrap: int = 1000,
-    permutations: int = 10_000,
     conditions: Mapping[Hashable, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The whole analysis as one JSON-serialisable dict (nan → None).
 
     Keys: ``exclusions`` (the rule, counts and reasons, per-worker attention results),
     ``conditions`` (rates, intervals and agreement per condition, controls right after their
-    ``parent``), ``comparisons`` (pairwise tests, Holm-adjusted). ``conditions`` may carry
+    ``parent``), ``comparisons`` (pairwise differences with intervals and clustered tests,
+    Holm-adjusted). nan is None, ±inf the strings "inf" / "-inf". ``conditions`` may carry
     per-condition metadata (name, kind, parent code) that is copied into the rows.
     """
     marked, report = exclude(responses, rule=rule)
@@ -282,7 +296,7 @@ def analyse(
     result = {
         "exclusions": report,
         "conditions": [{**dict(meta.get(code, {})), **rows[code]} for code in ordered],
-        "comparisons": _compare(marked, seed=seed, permutations=permutations, min_shared=0.5),
+        "comparisons": _compare(marked),
         "bootstrap": {
             "replicates": bootstrap,
             "method": "two-way cluster (workers × images) percentile bootstrap, 95%",

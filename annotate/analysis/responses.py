@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from annotate.labels import LABELS, UNSURE
+from annotate.labels import LABELS, MAX_DIGIT, UNSURE
 
 UNSURE_CODE = LABELS.index(UNSURE)  # category code of '?'
 OUTCOMES = ("change", "no_change", "other", "unsure")  # exclusive, in this order of precedence
@@ -28,7 +28,8 @@ class Responses:
 
     ``target`` is -1 where the stimulus has none (clean controls); ``original`` and ``condition``
     are ignored on attention rows, ``attention_expected`` (the check's true digit) elsewhere.
-    ``worker_excluded`` (per answer) is filled in by :func:`exclude`.
+    Label fields are digits 0–9 (-1 only where ignored or absent); anything else is refused,
+    since 10 is the code of '?'. ``worker_excluded`` (per answer) is filled in by :func:`exclude`.
     """
 
     condition: np.ndarray
@@ -68,6 +69,21 @@ class Responses:
             raise ValueError(f"labels must be one of {''.join(LABELS)!r}, got {bad}")
         object.__setattr__(self, "label", label)
         object.__setattr__(self, "codes", codes)
+        self._check_digits()
+
+    def _check_digits(self) -> None:
+        """Refuse label fields outside 0–9 (-1 only where the row may lack one)."""
+        attention = self.is_attention
+        for name, required, rule in (
+            ("original", ~attention, "on study answers (-1 only on attention checks)"),
+            ("target", np.zeros_like(attention), "or -1 where the stimulus has none"),
+            ("attention_expected", attention, "on attention checks (-1 elsewhere)"),
+        ):
+            values = getattr(self, name)
+            bad = ((values < 0) | (values > MAX_DIGIT)) & (required | (values != -1))
+            if bad.any():
+                shown = sorted(set(values[bad].tolist()))[:5]
+                raise ValueError(f"Responses.{name} must be a digit 0–9 {rule}, got {shown}")
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -103,8 +119,12 @@ class Responses:
         return Responses(**kept)
 
     def outcomes(self) -> np.ndarray:
-        """Per answer, an index into :data:`OUTCOMES` (change wins over no change)."""
-        change = (self.target >= 0) & (self.codes == self.target)
+        """Per answer, an index into :data:`OUTCOMES` (change wins over no change).
+
+        Only a digit target can be "change": '?' (code 10) never matches one.
+        """
+        digit_target = (self.target >= 0) & (self.target <= MAX_DIGIT)
+        change = digit_target & (self.codes == self.target)
         no_change = ~change & (self.codes == self.original)
         unsure = self.codes == UNSURE_CODE
         return np.select([change, no_change, unsure], [0, 1, 3], default=2)

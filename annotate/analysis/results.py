@@ -12,7 +12,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import Count, Max
 
-from annotate.analysis.report import analyse
+from annotate.analysis.report import ANALYSIS_VERSION, analyse
 from annotate.analysis.responses import ExclusionRule, Responses
 from annotate.analysis.selectors import responses_arrays
 from annotate.models import Lease, Study
@@ -68,6 +68,7 @@ def _cache_key(study: Study, rule: ExclusionRule, seed: int, bootstrap: int) -> 
         n=Count("id"), last=Max("submitted")
     )
     parts = [
+        ANALYSIS_VERSION,
         study.pk,
         study.status,
         study.simulated,

@@ -7,6 +7,7 @@ sees the problem next to the field instead of in a failed job's log.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -16,6 +17,7 @@ from annotate.models import StimulusSet, Study, name_validator
 from annotate.stimuli.adversarial import stimulus_set_check
 from annotate.stimuli.imaging import CONTROL_KINDS
 from annotate.stimuli.requests import ATTACK, StimulusRequest
+from annotate.studies.planning import PRESETS, PlanRequest
 from annotate.studies.spec import StudySpec
 from robustness.registry.models import TrainedModel
 
@@ -154,3 +156,56 @@ class CreateStudyForm(forms.Form):
         except StudyError as exc:
             raise forms.ValidationError(str(exc)) from None
         return data
+
+
+class PlanStudyForm(forms.Form):
+    """``manage.py plan_study`` beside "Create study": participants, cost and duration for the
+    conditions ticked in the create form."""
+
+    prefix = "plan"
+    preset = forms.ChoiceField(
+        choices=[("", "—"), *[(k, k) for k in PRESETS]],
+        required=False,
+        help_text="thesis rates instead of the sets (critic against each other defense)",
+    )
+    difference = forms.FloatField(
+        required=False, min_value=0.1, max_value=99, help_text="smallest % change worth detecting"
+    )
+    base_rate = forms.FloatField(initial=50, min_value=0.1, max_value=99.9, label="Base % change")
+    alpha = forms.FloatField(initial=0.05, min_value=0.001, max_value=0.5)
+    power = forms.FloatField(initial=0.8, min_value=0.5, max_value=0.99)
+    icc = forms.FloatField(
+        initial=0.1, min_value=0, max_value=0.95, required=False, label="Worker ICC (assumed)"
+    )
+    pilot = forms.ModelChoiceField(
+        queryset=Study.objects.order_by("name"),
+        to_field_name="name",
+        required=False,
+        help_text="estimate the ICC, minutes and arrival rate from this study's answers instead",
+    )
+    minutes = forms.FloatField(required=False, min_value=0.1, help_text="per assignment")
+    arrivals = forms.FloatField(required=False, min_value=0.01, label="Participants per hour")
+    hourly = forms.DecimalField(initial=Decimal("9.00"), min_value=Decimal("0.01"))
+    simulations = forms.IntegerField(initial=100, min_value=50, max_value=1000)
+
+    def request(self, sets: tuple[str, ...], *, answers: int, raters: int) -> PlanRequest:
+        """The plan request for the create form's conditions and assignment size."""
+        data = self.cleaned_data
+        preset = data["preset"] or None
+        return PlanRequest(
+            preset=preset,
+            sets=() if preset else sets,
+            difference=data["difference"],
+            base_rate=data["base_rate"] or 50.0,
+            reference="adversary critic" if preset == "table4.2" else None,
+            alpha=data["alpha"],
+            power=data["power"],
+            answers_per_worker=answers,
+            raters=raters,
+            icc=None if data["pilot"] else (data["icc"] if data["icc"] is not None else 0.1),
+            pilot=data["pilot"].name if data["pilot"] else None,
+            minutes=data["minutes"],
+            arrivals_per_hour=data["arrivals"],
+            hourly=data["hourly"],
+            simulations=data["simulations"],
+        )

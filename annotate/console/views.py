@@ -36,13 +36,14 @@ from annotate.analysis.progress import studies_with_counts, study_progress
 from annotate.analysis.responses import OUTCOMES
 from annotate.analysis.results import study_results_cached
 from annotate.analysis.selectors import study_responses
-from annotate.console.forms import CreateStudyForm, GenerateStimuliForm
+from annotate.console.forms import CreateStudyForm, GenerateStimuliForm, PlanStudyForm
 from annotate.models import Condition, Stimulus, Study
 from annotate.providers.registry import providers
 from annotate.stimuli.queueing import stimulus_set_queue
 from annotate.stimuli.selectors import stimulus_sets_with_progress
 from annotate.studies.creation import study_create
 from annotate.studies.lifecycle import study_close, study_open
+from annotate.studies.planning import study_plan
 from robustness.errors import BlindspotError
 from robustness.registry import jobs
 from robustness.registry.models import Job, TrainedModel
@@ -130,9 +131,27 @@ def stimuli_new(request: HttpRequest) -> HttpResponse:
 
 @staff_member_required
 def study_new(request: HttpRequest) -> HttpResponse:
-    """The create_study form: a draft study with its frozen design, then its page."""
-    form = CreateStudyForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    """The create_study form, and beside it plan_study's answer for the ticked conditions:
+    "Plan" computes participants, cost and duration; "Create" makes the draft study."""
+    planning = request.method == "POST" and "plan" in request.POST
+    form = CreateStudyForm(None if planning else (request.POST or None))
+    plan_form = PlanStudyForm(request.POST if planning else None)
+    plan_lines: list[str] = []
+    if planning:
+        form = CreateStudyForm(initial=_create_initial(request))
+        sizes = CreateStudyForm(request.POST)
+        sizes.is_valid()  # only the fields the plan needs are read, whatever else is missing
+        got = sizes.cleaned_data
+        if plan_form.is_valid():
+            answers = (got.get("size") or 25) - (got.get("attention_checks") or 0)
+            sets = tuple(s.name for s in got.get("sets") or ())
+            try:
+                plan_lines = study_plan(
+                    plan_form.request(sets, answers=answers, raters=got.get("raters") or 1)
+                ).lines()
+            except BlindspotError as exc:
+                plan_form.add_error(None, str(exc))
+    elif request.method == "POST" and form.is_valid():
         try:
             study = study_create(spec=form.cleaned_data["spec"])
         except BlindspotError as exc:
@@ -147,12 +166,22 @@ def study_new(request: HttpRequest) -> HttpResponse:
             return HttpResponseRedirect(reverse("console:study", args=[study.name]))
     context = {
         "form": form,
+        "plan_form": plan_form,
+        "plan_lines": plan_lines,
         "heading": "New study",
         "intro": "Creates a draft study (manage.py create_study): its design is planned and "
-        "frozen now; open it from its page when ready.",
-        "submit": "Create",
+        "frozen now; open it from its page when ready. Plan first (manage.py plan_study): "
+        "how many participants tell the conditions apart, what that costs, how long it takes.",
+        "submit": "Create study",
     }
-    return render(request, "console/form.html", context)
+    return render(request, "console/study_new.html", context)
+
+
+def _create_initial(request: HttpRequest) -> dict[str, Any]:
+    """The create form's fields as posted, to show them again after planning."""
+    initial: dict[str, Any] = {k: v for k, v in request.POST.items() if not k.startswith("plan")}
+    initial["sets"] = request.POST.getlist("sets")
+    return initial
 
 
 def _samples(study: Study) -> list[dict[str, Any]]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 
+from annotate.labels import MAX_DIGIT
 from annotate.models.keys import name_validator
 from robustness.registry.models import RunStatus, TracksRun, TrainedModel
 
@@ -59,24 +62,31 @@ class StimulusSet(TracksRun, models.Model):
         return f"{self.name} ({self.kind}, {self.model.name})"
 
 
+DIGIT_VALIDATORS = [MinValueValidator(0), MaxValueValidator(MAX_DIGIT)]
+LABEL_FIELDS = ("original_label", "target", "clean_pred", "shown_pred")  # digits 0–9 only
+
+
 class Stimulus(models.Model):
     """One image of a set, with everything the analysis needs (staff only).
 
     ``image`` is exactly what a worker sees (8-bit PNG); every prediction and confidence here
-    was measured on that quantised image.
+    was measured on that quantised image. Labels and predictions are digits 0–9 (validators and
+    a database constraint): the answer alphabet codes '?' as 10, so 10 here would match it.
     """
 
     set = models.ForeignKey(StimulusSet, on_delete=models.CASCADE, related_name="stimuli")
     source_index = models.PositiveIntegerField(help_text="index into the dataset split")
-    original_label = models.PositiveSmallIntegerField()
-    clean_pred = models.PositiveSmallIntegerField()
+    original_label = models.PositiveSmallIntegerField(validators=DIGIT_VALIDATORS)
+    clean_pred = models.PositiveSmallIntegerField(validators=DIGIT_VALIDATORS)
     clean_confidence = models.FloatField()
-    target = models.PositiveSmallIntegerField(null=True, blank=True)
+    target = models.PositiveSmallIntegerField(null=True, blank=True, validators=DIGIT_VALIDATORS)
     requested_confidence = models.FloatField(null=True, blank=True)
     achieved_confidence = models.FloatField(
         null=True, blank=True, help_text="p(target) on the quantised image"
     )
-    shown_pred = models.PositiveSmallIntegerField(help_text="prediction on the shown image")
+    shown_pred = models.PositiveSmallIntegerField(
+        validators=DIGIT_VALIDATORS, help_text="prediction on the shown image"
+    )
     shown_confidence = models.FloatField(help_text="max-softmax on the shown image")
     l2_norm = models.FloatField(default=0.0, help_text="‖shown − clean‖₂ (8-bit images)")
     success = models.BooleanField(default=False)
@@ -87,7 +97,15 @@ class Stimulus(models.Model):
     class Meta:
         ordering = ["set", "source_index"]
         constraints = [
-            models.UniqueConstraint(fields=["set", "source_index"], name="stimulus_unique_source")
+            models.UniqueConstraint(fields=["set", "source_index"], name="stimulus_unique_source"),
+            *(  # null: a stimulus without a target
+                models.CheckConstraint(
+                    condition=Q(**{f"{name}__isnull": True})
+                    | Q(**{f"{name}__range": (0, MAX_DIGIT)}),
+                    name=f"stimulus_{name}_digit",
+                )
+                for name in LABEL_FIELDS
+            ),
         ]
 
     def __str__(self) -> str:

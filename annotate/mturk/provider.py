@@ -15,11 +15,23 @@ from typing import Any
 from django.urls import reverse
 
 from annotate.models import Lease, Study
-from annotate.mturk import handshake, hits, payments
-from annotate.mturk.publish import PROVIDER, PublishOptions, publish, publish_plan
+from annotate.mturk import fees, handshake, hits, payments
+from annotate.mturk.publish import (
+    DEFAULT_PER_HIT,
+    PROVIDER,
+    PublishOptions,
+    publish,
+    publish_plan,
+)
 from annotate.mturk.qualifications import grant_repeat_qualification
 from annotate.mturk.reconcile import study_sync
-from annotate.providers.base import Handback, RecruitmentProvider, Result, Visitor
+from annotate.providers.base import (
+    CostEstimate,
+    Handback,
+    RecruitmentProvider,
+    Result,
+    Visitor,
+)
 
 
 def _accept(visitor: Visitor) -> handshake.Accept:
@@ -38,6 +50,26 @@ class MTurkProvider(RecruitmentProvider):
     name = PROVIDER
     label = "Amazon Mechanical Turk"
     worker_source = PROVIDER
+    currency = "USD"
+
+    def estimate_cost(self, *, participants: int, reward: Decimal, minutes: int) -> CostEstimate:
+        """Rewards and MTurk's commission as publish would pay it: HITs of DEFAULT_PER_HIT
+        assignments (20%; 40% from 10 per HIT), MTurk's historical schedule."""
+        full, rest = divmod(participants, DEFAULT_PER_HIT)
+        sizes = [DEFAULT_PER_HIT] * full + ([rest] if rest else [])
+        cost = fees.rewards_cost((size, Decimal(reward)) for size in sizes)
+        return CostEstimate(
+            provider=self.label,
+            currency=self.currency,
+            reward=Decimal(reward),
+            participants=participants,
+            paid=cost.paid,
+            fees=cost.fees,
+            notes=(
+                f"HITs of {DEFAULT_PER_HIT} assignments; Amazon closed Mechanical Turk on "
+                "2026-09-30, so this is its historical fee schedule",
+            ),
+        )
 
     # --- worker side --------------------------------------------------------------------
 

@@ -15,10 +15,16 @@ from typing import Any
 from django.urls import reverse
 
 from annotate.models import Lease, Study
-from annotate.prolific import handshake, payments, remote
+from annotate.prolific import fees, handshake, payments, remote
 from annotate.prolific.publish import PROVIDER, PublishOptions, publish, publish_plan
 from annotate.prolific.reconcile import study_sync
-from annotate.providers.base import Handback, RecruitmentProvider, Result, Visitor
+from annotate.providers.base import (
+    CostEstimate,
+    Handback,
+    RecruitmentProvider,
+    Result,
+    Visitor,
+)
 
 
 def _arrival(visitor: Visitor) -> handshake.Arrival:
@@ -35,6 +41,30 @@ class ProlificProvider(RecruitmentProvider):
     name = PROVIDER
     label = "Prolific"
     worker_source = PROVIDER
+    currency = "GBP"  # publish's default; prices below are in it
+
+    def estimate_cost(self, *, participants: int, reward: Decimal, minutes: int) -> CostEstimate:
+        """Rewards, Prolific's service fee and VAT on the fee (fees.py), and a note when the
+        reward is under Prolific's minimum hourly rate."""
+        cost = fees.cost(Decimal(reward), participants, self.currency)
+        notes = []
+        floor = fees.min_hourly(self.currency)
+        if floor is not None and minutes > 0 and fees.hourly(reward, minutes) < floor:
+            lowest = fees.lowest_reward(self.currency, minutes)
+            notes.append(
+                f"under Prolific's minimum {fees.show(floor, self.currency)}/hour for {minutes} "
+                f"min: pay at least {fees.show(lowest or floor, self.currency)}"
+            )
+        return CostEstimate(
+            provider=self.label,
+            currency=cost.currency,
+            reward=Decimal(reward),
+            participants=participants,
+            paid=cost.paid,
+            fees=cost.fee,
+            vat=cost.vat,
+            notes=tuple(notes),
+        )
 
     # --- worker side --------------------------------------------------------------------
 

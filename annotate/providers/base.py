@@ -68,6 +68,34 @@ class Result:
     lines: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class CostEstimate:
+    """What paying ``participants`` a ``reward`` each costs through one provider: the rewards,
+    the provider's fees and VAT on them, and notes (a minimum wage missed, a closed service)."""
+
+    provider: str
+    currency: str
+    reward: Decimal
+    participants: int
+    paid: Decimal
+    fees: Decimal
+    vat: Decimal = Decimal("0.00")
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> Decimal:
+        return self.paid + self.fees + self.vat
+
+    def describe(self) -> str:
+        """One line: ``Prolific: 40 × 1.20 GBP = 48.00 + fees 15.98 + VAT 0.00 = 63.98 GBP``."""
+        c = f" {self.currency}" if self.currency else ""
+        vat = f" + VAT {self.vat:.2f}" if self.vat else ""
+        return (
+            f"{self.provider}: {self.participants} × {self.reward:.2f}{c} = {self.paid:.2f} "
+            f"+ fees {self.fees:.2f}{vat} = {self.total:.2f}{c}"
+        )
+
+
 def _text(params: Mapping[str, Any], *names: str) -> str:
     """The first non-empty of ``names`` in ``params`` (a QueryDict or a dict), stripped."""
     for name in names:
@@ -87,6 +115,7 @@ class RecruitmentProvider:
     name: ClassVar[str]
     label: ClassVar[str]
     worker_source: ClassVar[str] = "panel"
+    currency: ClassVar[str] = ""  # what rewards are paid in, where the provider says
     #: Whether the worker API may lease directly (POST …/lease): only for providers whose
     #: workers need no handshake with the site.
     api_leasing: ClassVar[bool] = False
@@ -119,6 +148,21 @@ class RecruitmentProvider:
         return None
 
     # --- requester side -----------------------------------------------------------------
+
+    def estimate_cost(self, *, participants: int, reward: Decimal, minutes: int) -> CostEstimate:
+        """What ``participants`` paid ``reward`` each for about ``minutes`` would cost here
+        (for planning; nothing is created). By default only the rewards: a panel's own fees
+        are not known to Blindspot."""
+        paid = (Decimal(reward) * participants).quantize(Decimal("0.01"))
+        return CostEstimate(
+            provider=self.label,
+            currency="",
+            reward=Decimal(reward),
+            participants=participants,
+            paid=paid,
+            fees=Decimal("0.00"),
+            notes=("your panel's own fees are not included",),
+        )
 
     def console_url(self, study: Study) -> str | None:
         """The provider's console page for ``study``, if it has one."""

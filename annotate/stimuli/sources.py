@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from annotate.errors import StimulusError
+from annotate.labels import DIGITS
 from robustness import load_model
 from robustness.data import Split
 from robustness.registry.files import checkpoint_file, dataset_load, device_for
@@ -43,10 +44,18 @@ def network_load(model: TrainedModel, device: str | torch.device | None) -> nn.M
 
 
 def sources_load(model: TrainedModel, split: str, device: str | None) -> Loaded:
-    """The model's network on the device and one split of its dataset."""
+    """The model's network on the device and one split of its dataset.
+
+    Refuses a dataset of more classes than the answer alphabet has digits (0–9).
+    """
+    dataset = dataset_load(model.dataset)
+    if dataset.num_classes > len(DIGITS):
+        raise StimulusError(
+            f"model {model.name!r} is trained on {dataset.num_classes} classes; "
+            f"workers answer with the digits 0–{len(DIGITS) - 1}"
+        )
     torch_device = device_for(device)
     net = network_load(model, torch_device)
-    dataset = dataset_load(model.dataset)
     return Loaded(net, getattr(dataset, split), dataset.num_classes, torch_device)
 
 

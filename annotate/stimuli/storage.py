@@ -17,7 +17,9 @@ from django.core.files.storage import Storage
 from django.db import transaction
 
 from annotate.errors import StimulusError
+from annotate.labels import non_digits
 from annotate.models import Condition, Item, Stimulus, StimulusSet, opaque_key
+from annotate.models.stimuli import LABEL_FIELDS
 from annotate.stimuli.imaging import png_bytes, png_pixels, to_uint8
 from robustness.registry.models import TrainedModel
 
@@ -59,7 +61,15 @@ def stimuli_store(
 
 
 def stimulus_rows(row: StimulusSet, columns: dict[str, list]) -> list[Stimulus]:
-    """Unsaved Stimulus rows of ``row`` from equally long columns."""
+    """Unsaved Stimulus rows of ``row`` from equally long columns.
+
+    Label columns (original, target, predictions) must hold digits 0–9: anything else is refused
+    here, naming the field, before a file or row is written.
+    """
+    for name in LABEL_FIELDS:
+        bad = non_digits(columns.get(name, ()))
+        if bad:
+            raise StimulusError(f"set {row.name}: {name} must be a digit 0–9, got {bad}")
     return [
         Stimulus(set=row, **dict(zip(columns, values, strict=True)))
         for values in zip(*columns.values(), strict=True)

@@ -35,6 +35,10 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:5.1f}"
 
 
+def _p(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"
+
+
 def _rate(row: dict[str, Any], name: str) -> str:
     """'rate [low,high]' of one outcome, with its Wilson interval."""
     low, high = row[f"{name}_wilson_low"], row[f"{name}_wilson_high"]
@@ -47,7 +51,7 @@ class Command(BlindspotCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         entity_option(parser, "study", required=True)
         parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
-        parser.add_argument("--seed", type=int, default=0, help="bootstrap and permutation seed")
+        parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
         parser.add_argument(
             "--bootstrap", type=positive_int, default=1000, help="bootstrap replicates"
         )
@@ -95,8 +99,10 @@ class Command(BlindspotCommand):
         if pairs:
             out(f"% change compared ({result['comparisons']['correction']}):")
             for p in pairs:
+                low, high = p["difference_interval"]
                 out(
                     f"  {names.get(p['a'], p['a'])} vs {names.get(p['b'], p['b'])}: "
                     f"{_pct(p['change_pct_a'])} vs {_pct(p['change_pct_b'])}, "
-                    f"p = {p['p']:.3g}, Holm p = {p['p_holm']:.3g} ({p['method']})"
+                    f"difference {_pct(p['difference_pct'])} [{_pct(low)}, {_pct(high)}], "
+                    f"p = {_p(p['p'])}, Holm p = {_p(p['p_holm'])} ({p['method']})"
                 )

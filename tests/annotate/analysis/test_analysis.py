@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from annotate.analysis.report import CORRECTION, FISHER, PAIRED, analyse, compare, rates
+from annotate.analysis.report import CORRECTION, FISHER, analyse, compare, rates
 from annotate.analysis.responses import ExclusionRule, Responses, attention_summary, exclude
 from annotate.analysis.stats import (
     fisher,
     fleiss_kappa,
     holm,
     krippendorff_alpha_nominal,
-    paired_permutation,
     rating_counts,
     wilson,
 )
@@ -237,34 +236,26 @@ def test_fisher_matches_scipy(k_a, n_a, k_b, n_b):
     assert odds == pytest.approx(reference.statistic)
 
 
-def test_permutation_test_identical_and_very_different():
-    rng = np.random.default_rng(0)
-    assert paired_permutation(np.zeros(12), rng=rng) == 1.0
-    assert paired_permutation(np.full(12, 0.9), rng=rng) == pytest.approx(2 / 2**12)
-    big = np.random.default_rng(1).normal(0.5, 0.1, size=40)
-    p1 = paired_permutation(big, permutations=2000, rng=np.random.default_rng(5))
-    p2 = paired_permutation(big, permutations=2000, rng=np.random.default_rng(5))
-    assert p1 == p2 == pytest.approx(1 / 2001)
-    noise = np.random.default_rng(2).normal(0.0, 1.0, size=40)
-    assert paired_permutation(noise, permutations=2000, rng=np.random.default_rng(5)) > 0.05
-
-
-def test_compare_pairs_shared_images_and_falls_back_to_fisher():
-    # Full design: A and B on the same 20 images (A always the target, B never);
-    # C on other images (partition-like) with 5 changes of 20.
+def test_compare_clusters_shared_workers_and_keeps_fisher_for_one_answer_each():
+    # A and B on the same 20 images by 4 workers (A always the target, B never); C by other
+    # workers on other images with 5 changes of 20, one answer per worker: independent.
     rows = [answer("A", f"w{i % 4}", i, "8") for i in range(20)]
     rows += [answer("B", f"w{i % 4}", i, "3") for i in range(20)]
-    rows += [answer("C", f"w{i % 4}", 100 + i, "8" if i < 5 else "3") for i in range(20)]
-    identical = [answer("D", r["worker"], r["image"], r["label"]) for r in rows[:20]]
-    result = compare(Responses.from_records(rows + identical), rule=ExclusionRule.none())
+    rows += [answer("C", f"c{i}", 100 + i, "8" if i < 5 else "3") for i in range(20)]
+    rows += [answer("D", f"d{i}", 200 + i, "8" if i < 15 else "3") for i in range(20)]
+    result = compare(Responses.from_records(rows), rule=ExclusionRule.none())
     assert result["correction"] == CORRECTION
     pairs = {(p["a"], p["b"]): p for p in result["pairs"]}
-    assert pairs["A", "B"]["method"] == PAIRED and pairs["A", "B"]["shared_images"] == 20
-    assert pairs["A", "B"]["difference_pct"] == pytest.approx(100.0)
-    assert pairs["A", "B"]["p"] < 1e-4
-    assert pairs["A", "D"]["method"] == PAIRED and pairs["A", "D"]["p"] == 1.0
-    assert pairs["A", "C"]["method"] == FISHER and pairs["A", "C"]["shared_images"] == 0
-    assert pairs["A", "C"]["p"] == pytest.approx(stats.fisher_exact([[20, 0], [5, 15]]).pvalue)
+    ab = pairs["A", "B"]
+    assert ab["method"].startswith("difference of rates, cluster-robust (workers × images)")
+    assert ab["shared_images"] == 20 and ab["difference_pct"] == pytest.approx(100.0)
+    assert ab["p"] < 1e-4
+    cd = pairs["C", "D"]
+    assert cd["method"] == FISHER and cd["shared_images"] == 0
+    assert cd["p"] == pytest.approx(stats.fisher_exact([[5, 15], [15, 5]]).pvalue)
+    assert cd["difference_pct"] == pytest.approx(-50.0)
+    low, high = cd["difference_interval"]
+    assert low < -50 < high < 0
     raw = [p["p"] for p in result["pairs"]]
     assert [p["p_holm"] for p in result["pairs"]] == pytest.approx(holm(raw).tolist())
 

@@ -12,10 +12,15 @@ from django.core.management.base import CommandError
 from annotate.errors import StudyError
 from annotate.management.commands.demo import Command as DemoCommand
 from annotate.models import Answer, Event, Lease, StimulusSet, Study, Worker
+from annotate.work.answers import MAX_RESPONSE_MS
 from annotate.work.simulation import (
+    MEDIAN_MS,
+    MIN_MS,
     RESPONSE_MODEL,
+    SIGMA_LOG_MS,
     response_probabilities,
     simulated_responses,
+    worker_probabilities,
     workers_simulate,
 )
 from tests.annotate.factories import make_set, make_study
@@ -115,7 +120,7 @@ def test_drawn_labels_match_the_model_frequencies():
     original, target = np.full(n, 2), np.full(n, 9)
     labels, ms = simulated_responses(
         original=original, target=target, kind=np.full(n, "adversarial"),
-        rng=np.random.default_rng(0),
+        rng=np.random.default_rng(0), ability_sd=0, bias_sd=0,
     )  # fmt: skip
     labels = np.array(labels)
     orig, tgt, other, unsure = RESPONSE_MODEL["adversarial"]
@@ -123,6 +128,105 @@ def test_drawn_labels_match_the_model_frequencies():
     assert np.mean(labels == "9") == pytest.approx(tgt, abs=0.01)
     assert np.mean(labels == "?") == pytest.approx(unsure, abs=0.01)
     assert np.median(ms) == pytest.approx(1500, rel=0.05)
+
+
+# --- per-worker effects -----------------------------------------------------------------------
+
+
+def mixed_items(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random items of every kind: originals, targets (−1 for attention checks), kinds."""
+    rng = np.random.default_rng(seed)
+    original = rng.integers(0, 10, n)
+    target = (original + rng.integers(1, 10, n)) % 10
+    kind = rng.choice(["adversarial", "control", "attention"], n)
+    return original, np.where(kind == "attention", -1, target), kind
+
+
+def iid_responses(original, target, kind, rng) -> tuple[list[str], list[int]]:
+    """The response model before per-worker effects (the reference sd 0 must reproduce)."""
+    probs = response_probabilities(original=original, target=target, kind=kind)
+    u = rng.random(len(original))
+    choice = (u[:, None] > np.cumsum(probs, axis=1)).sum(axis=1).clip(max=10)
+    ms = rng.lognormal(np.log(MEDIAN_MS), SIGMA_LOG_MS, size=len(original))
+    ms = np.clip(np.rint(ms), MIN_MS, MAX_RESPONSE_MS).astype(np.int64)
+    return [Answer.LABELS[c] for c in choice.tolist()], ms.tolist()
+
+
+def test_zero_sds_give_exactly_the_labels_of_the_iid_model():
+    original, target, kind = mixed_items(500, seed=1)
+    for seed in range(5):
+        before = iid_responses(original, target, kind, np.random.default_rng([seed, 3]))
+        after = simulated_responses(
+            original=original, target=target, kind=kind,
+            rng=np.random.default_rng([seed, 3]), ability_sd=0, bias_sd=0,
+        )  # fmt: skip
+        assert after == before
+
+
+def test_worker_probabilities_shift_the_log_odds_and_stay_normalised():
+    original, target, kind = mixed_items(300, seed=2)
+    base = response_probabilities(original=original, target=target, kind=kind)
+    rng = np.random.default_rng(0)
+    ability, bias = rng.normal(0, 2, 300), rng.normal(0, 2, 300)
+    probs = worker_probabilities(base, original=original, target=target, ability=ability, bias=bias)
+    assert probs.shape == base.shape and np.allclose(probs.sum(axis=1), 1.0)
+    rows, digits = np.arange(300), np.arange(10)
+    other = ((digits != original[:, None]) & (digits != target[:, None])).argmax(axis=1)
+
+    def shift(k: np.ndarray) -> np.ndarray:  # change in the log-odds of k against "other"
+        return np.log(probs[rows, k] / probs[rows, other] * base[rows, other] / base[rows, k])
+
+    has = target >= 0
+    assert np.allclose(shift(original), ability)
+    assert np.allclose(shift(np.where(has, target, other))[has], bias[has])
+    assert np.array_equal(  # zero effects: the base rows, bit for bit
+        worker_probabilities(base, original=original, target=target, ability=0.0, bias=0.0), base
+    )
+    extreme = worker_probabilities(base, original=original, target=target, ability=800, bias=-800)
+    assert np.isfinite(extreme).all() and np.array_equal(extreme.argmax(axis=1), original)
+    with pytest.raises(ValueError, match="n × 11"):
+        worker_probabilities(base[:, :10], original=original, target=target, ability=0, bias=0)
+
+
+def change_shares(sd: float, *, seed: int, workers: int = 100, items: int = 40) -> np.ndarray:
+    """Per simulated worker, the share of answers naming the target of adversarial items."""
+    original, target = np.full(items, 3), np.full(items, 8)
+    shares = []
+    for k in range(workers):
+        labels, _ = simulated_responses(
+            original=original, target=target, kind=np.full(items, "adversarial"),
+            rng=np.random.default_rng([seed, k]), ability_sd=sd, bias_sd=sd,
+        )  # fmt: skip
+        shares.append(np.mean(np.array(labels) == "8"))
+    return np.array(shares)
+
+
+def test_worker_effects_make_workers_differ_far_more_than_chance():
+    iid, clustered = change_shares(0.0, seed=5), change_shares(1.0, seed=5)
+    p = RESPONSE_MODEL["adversarial"][1]
+    assert iid.var() == pytest.approx(p * (1 - p) / 40, rel=0.5)  # binomial noise only
+    assert clustered.var() > 4 * iid.var()
+    assert np.array_equal(clustered, change_shares(1.0, seed=5))  # seeded: the same again
+
+
+def test_study_labels_are_reproducible_with_effects_and_iid_without(sets):
+    studies = [study_of(sets, name) for name in ("a", "b", "c", "d")]
+    workers_simulate(study=studies[0], n=6, seed=4, ability_sd=1.5, bias_sd=1.5)
+    workers_simulate(study=studies[1], n=6, seed=4, ability_sd=1.5, bias_sd=1.5)
+    workers_simulate(study=studies[2], n=6, seed=4, ability_sd=0, bias_sd=0)
+    workers_simulate(study=studies[3], n=6, seed=4, ability_sd=0, bias_sd=0)
+    assert labels_by_item(studies[0]) == labels_by_item(studies[1])
+    assert labels_by_item(studies[2]) == labels_by_item(studies[3])
+    assert labels_by_item(studies[0]) != labels_by_item(studies[2])
+
+
+@pytest.mark.parametrize(
+    "sds", [(-0.1, 0.5), (0.5, -1.0), (float("nan"), 0.5), (0.5, float("inf"))]
+)
+def test_effect_sds_must_be_non_negative_numbers(sets, sds):
+    with pytest.raises(StudyError, match="sd must be a non-negative number"):
+        workers_simulate(study=study_of(sets, "s"), n=1, ability_sd=sds[0], bias_sd=sds[1])
+    assert not Lease.objects.exists()
 
 
 def test_command_and_its_refusals(sets):
@@ -136,6 +240,9 @@ def test_command_and_its_refusals(sets):
         (["--study", "closed", "--workers", "1"], "is closed"),
         (["--study", "s", "--workers", "0"], "must be positive"),
         (["--study", "s", "--workers", "1", "--seed", "-2"], "negative"),
+        (["--study", "s", "--workers", "1", "--ability-sd", "-1"], "ability sd must be"),
+        (["--study", "s", "--workers", "1", "--bias-sd", "nan"], "bias sd must be"),
+        (["--study", "s", "--workers", "1", "--bias-sd", "wide"], "invalid float value"),
     ]:
         with pytest.raises(CommandError, match=message):
             call_command("simulate_workers", *args, stdout=io.StringIO())
